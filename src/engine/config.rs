@@ -1,0 +1,208 @@
+//! Session and request settings, already validated: the FFI layer converts C values
+//! into these types and the engine never sees a raw pointer.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use rustls_pki_types::CertificateDer;
+use url::Url;
+
+use crate::code::{Code, Error, Result};
+
+/// Which time-out a setting applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutKind {
+    /// From send to the last byte of the body.
+    Total,
+    /// Name resolution, TCP connect and TLS handshake of one connection.
+    Connect,
+    /// The longest wait for the next byte of the response.
+    Read,
+}
+
+/// Time-outs; `None` disables one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub total: Option<Duration>,
+    pub connect: Option<Duration>,
+    pub read: Option<Duration>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            total: Some(Duration::from_secs(300)),
+            connect: Some(Duration::from_secs(30)),
+            read: None,
+        }
+    }
+}
+
+impl Timeouts {
+    /// Sets one time-out from milliseconds; 0 disables it.
+    pub fn set(&mut self, kind: TimeoutKind, ms: u64) {
+        let v = (ms > 0).then(|| Duration::from_millis(ms));
+        match kind {
+            TimeoutKind::Total => self.total = v,
+            TimeoutKind::Connect => self.connect = v,
+            TimeoutKind::Read => self.read = v,
+        }
+    }
+}
+
+/// Per-request time-out overrides: `Some(None)` disables, `None` keeps the session's.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TimeoutOverrides {
+    pub total: Option<Option<Duration>>,
+    pub connect: Option<Option<Duration>>,
+    pub read: Option<Option<Duration>>,
+}
+
+impl TimeoutOverrides {
+    pub fn set(&mut self, kind: TimeoutKind, ms: u64) {
+        let v = Some((ms > 0).then(|| Duration::from_millis(ms)));
+        match kind {
+            TimeoutKind::Total => self.total = v,
+            TimeoutKind::Connect => self.connect = v,
+            TimeoutKind::Read => self.read = v,
+        }
+    }
+
+    pub fn apply(&self, base: Timeouts) -> Timeouts {
+        Timeouts {
+            total: self.total.unwrap_or(base.total),
+            connect: self.connect.unwrap_or(base.connect),
+            read: self.read.unwrap_or(base.read),
+        }
+    }
+}
+
+/// The HTTP version a request or session asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum VersionPref {
+    /// HTTP/2 when TLS ALPN agrees, HTTP/1.1 otherwise (and always for plain http).
+    #[default]
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 without negotiation on plain http (h2c prior knowledge), and HTTP/2 only
+    /// over TLS.
+    Http2PriorKnowledge,
+}
+
+/// Everything a session is built from.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    pub default_headers: HeaderMap,
+    pub timeouts: Timeouts,
+    pub pool_idle_timeout: Option<Duration>,
+    pub pool_max_idle_per_host: usize,
+    pub follow_redirects: bool,
+    pub max_redirects: u32,
+    pub allow_https_downgrade: bool,
+    /// 0 = no limit.
+    pub max_body_size: u64,
+    pub max_header_size: usize,
+    pub decompress: bool,
+    pub version: VersionPref,
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    pub use_system_roots: bool,
+}
+
+/// The user agent sent unless the caller sets its own.
+pub const USER_AGENT: &str = concat!("tern/", env!("CARGO_PKG_VERSION"));
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        let mut default_headers = HeaderMap::new();
+        default_headers.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_static(USER_AGENT),
+        );
+        SessionConfig {
+            default_headers,
+            timeouts: Timeouts::default(),
+            pool_idle_timeout: Some(Duration::from_secs(30)),
+            pool_max_idle_per_host: 32,
+            follow_redirects: true,
+            max_redirects: 10,
+            allow_https_downgrade: false,
+            max_body_size: 0,
+            max_header_size: 100 * 1024,
+            decompress: true,
+            version: VersionPref::Auto,
+            extra_roots: Vec::new(),
+            use_system_roots: true,
+        }
+    }
+}
+
+/// Parses a header pair, refusing CR, LF, NUL and invalid names.
+pub fn header_pair(name: &str, value: &[u8]) -> Result<(HeaderName, HeaderValue)> {
+    let n = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| Error::new(Code::InvalidHeader, format!("invalid header name {name:?}")))?;
+    let v = HeaderValue::from_bytes(value).map_err(|_| {
+        Error::new(
+            Code::InvalidHeader,
+            format!(
+                "invalid value for header {n}: control characters (CR, LF, NUL) are not allowed"
+            ),
+        )
+    })?;
+    Ok((n, v))
+}
+
+/// A request as built by the caller.
+#[derive(Clone, Debug)]
+pub struct RequestSpec {
+    pub method: Method,
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub body: Option<Bytes>,
+    pub timeouts: TimeoutOverrides,
+    pub follow_redirects: Option<bool>,
+    pub max_redirects: Option<u32>,
+    pub version: Option<VersionPref>,
+}
+
+impl RequestSpec {
+    pub fn new(method: &str, url: &str) -> Result<RequestSpec> {
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|_| Error::new(Code::InvalidMethod, format!("invalid method {method:?}")))?;
+        let url = parse_url(url)?;
+        Ok(RequestSpec {
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: None,
+            timeouts: TimeoutOverrides::default(),
+            follow_redirects: None,
+            max_redirects: None,
+            version: None,
+        })
+    }
+}
+
+/// Parses and checks an http(s) URL.
+pub fn parse_url(s: &str) -> Result<Url> {
+    let url = Url::parse(s).map_err(|e| {
+        Error::new(
+            Code::InvalidUrl,
+            format!("invalid URL {:?}: {e}", crate::engine::redact::url_str(s)),
+        )
+    })?;
+    match url.scheme() {
+        "http" | "https" => {}
+        other => {
+            return Err(Error::new(
+                Code::UnsupportedScheme,
+                format!("unsupported URL scheme {other:?} (http and https are supported)"),
+            ))
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(Error::new(Code::InvalidUrl, "URL has no host"));
+    }
+    Ok(url)
+}

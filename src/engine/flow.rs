@@ -1,0 +1,413 @@
+//! One request from start to end: connection (pooled or new), send, redirects,
+//! body reading with decoding, and the one retry of an idempotent request whose
+//! reused connection turned out dead.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, StatusCode};
+use hyper::body::Incoming;
+use url::Url;
+
+use crate::code::{Code, Error, Result};
+use crate::engine::body::{self, Coding, ReadLimits, ReqBody};
+use crate::engine::config::{RequestSpec, Timeouts, VersionPref};
+use crate::engine::redact;
+use crate::engine::response::Response;
+use crate::engine::session::SessionInner;
+use crate::net::connect::{self, DialContext, Sender, Target};
+
+/// What the request learned so far; survives a time-out that drops the future.
+pub struct Progress {
+    pub start: Instant,
+    pub resp: Response,
+}
+
+/// A connection to give back to the pool once the body is read.
+struct Lease {
+    target: Target,
+    h1: Option<hyper::client::conn::http1::SendRequest<ReqBody>>,
+    remote: SocketAddr,
+}
+
+fn merged_headers(defaults: &HeaderMap, own: &HeaderMap) -> HeaderMap {
+    let mut h = defaults.clone();
+    for name in own.keys() {
+        h.remove(name);
+    }
+    for (name, value) in own {
+        h.append(name.clone(), value.clone());
+    }
+    h
+}
+
+fn is_redirect(s: StatusCode) -> bool {
+    matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+fn target_of(url: &Url, version: VersionPref) -> Target {
+    Target {
+        https: url.scheme() == "https",
+        host: url.host_str().unwrap_or_default().to_owned(),
+        port: url.port_or_known_default().unwrap_or(80),
+        version,
+    }
+}
+
+async fn with_timeout<T>(
+    d: Option<Duration>,
+    code: Code,
+    what: &'static str,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    match d {
+        Some(d) => tokio::time::timeout(d, fut).await.unwrap_or_else(|_| {
+            Err(Error::new(
+                code,
+                format!("{what} took longer than {} ms", d.as_millis()),
+            ))
+        }),
+        None => fut.await,
+    }
+}
+
+/// Runs the request, filling `p.resp`; an `Err` is stored by the caller.
+pub async fn execute(s: &SessionInner, spec: RequestSpec, p: &mut Progress) -> Result<()> {
+    let cfg = &s.cfg;
+    let tm = spec.timeouts.apply(cfg.timeouts);
+    let version = spec.version.unwrap_or(cfg.version);
+    let follow = spec.follow_redirects.unwrap_or(cfg.follow_redirects);
+    let max_redirects = spec.max_redirects.unwrap_or(cfg.max_redirects);
+    let mut method = spec.method;
+    let mut url = spec.url;
+    let mut req_body = spec.body;
+    let mut headers = merged_headers(&cfg.default_headers, &spec.headers);
+    let decode = cfg.decompress && !headers.contains_key(header::ACCEPT_ENCODING);
+    if decode {
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static(body::ACCEPT_ENCODING),
+        );
+    }
+    if !url.username().is_empty() && !headers.contains_key(header::AUTHORIZATION) {
+        let user = percent_decode(url.username());
+        let pass = percent_decode(url.password().unwrap_or(""));
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        if let Ok(mut v) = HeaderValue::from_str(&format!("Basic {token}")) {
+            v.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, v);
+        }
+    }
+
+    loop {
+        p.resp.effective_url = redact::url(&url);
+        let target = target_of(&url, version);
+        let (resp, lease) =
+            send_once(s, &target, &method, &url, &headers, req_body.clone(), tm, p).await?;
+        let status = resp.status();
+        p.resp.status = status.as_u16();
+        p.resp.version = Some(resp.version());
+        let location = resp.headers().get(header::LOCATION).cloned();
+
+        if follow && is_redirect(status) && location.is_some() {
+            let loc = location.unwrap_or_else(|| HeaderValue::from_static(""));
+            let loc = std::str::from_utf8(loc.as_bytes()).map_err(|_| {
+                Error::new(
+                    Code::Protocol,
+                    "redirect Location header is not valid UTF-8",
+                )
+            })?;
+            let next = url.join(loc).map_err(|e| {
+                Error::new(
+                    Code::InvalidUrl,
+                    format!("bad redirect Location {:?}: {e}", redact::url_str(loc)),
+                )
+            })?;
+            let next = crate::engine::config::parse_url(next.as_str())?;
+            if p.resp.redirects >= max_redirects {
+                return Err(Error::new(
+                    Code::TooManyRedirects,
+                    format!(
+                        "more than {max_redirects} redirects (last to {})",
+                        redact::url(&next)
+                    ),
+                ));
+            }
+            if url.scheme() == "https" && next.scheme() == "http" && !cfg.allow_https_downgrade {
+                return Err(Error::new(
+                    Code::InsecureRedirect,
+                    format!("refused redirect from https to {}", redact::url(&next)),
+                ));
+            }
+            let code = status.as_u16();
+            if code == 303 && method != Method::HEAD
+                || (code == 301 || code == 302) && method == Method::POST
+            {
+                method = Method::GET;
+                req_body = None;
+                for h in [
+                    header::CONTENT_LENGTH,
+                    header::CONTENT_TYPE,
+                    header::CONTENT_ENCODING,
+                    header::TRANSFER_ENCODING,
+                ] {
+                    headers.remove(h);
+                }
+            }
+            if !same_origin(&url, &next) {
+                headers.remove(header::AUTHORIZATION);
+                headers.remove(header::COOKIE);
+                headers.remove(header::PROXY_AUTHORIZATION);
+            }
+            // Reuse the connection when the redirect's body is short.
+            let Lease { target, h1, remote } = lease;
+            let body = resp.into_body();
+            if body::drain(body, 64 * 1024, tm.read).await {
+                if let Some(h1) = h1 {
+                    s.pool.put_h1(&target, h1, remote);
+                }
+            }
+            p.resp.redirects += 1;
+            url = next;
+            continue;
+        }
+
+        let (parts, incoming) = resp.into_parts();
+        let mut resp_headers = parts.headers;
+        let coding = if decode {
+            resp_headers
+                .get(header::CONTENT_ENCODING)
+                .and_then(|v| Coding::from_header(v.as_bytes()))
+        } else {
+            None
+        };
+        let size_hint = http_body::Body::size_hint(&incoming).exact();
+        if coding.is_some() {
+            resp_headers.remove(header::CONTENT_ENCODING);
+            resp_headers.remove(header::CONTENT_LENGTH);
+        }
+        p.resp.headers = resp_headers
+            .into_iter()
+            .scan(None, |last, (n, v)| {
+                if let Some(n) = n {
+                    *last = Some(n);
+                }
+                Some(last.clone().map(|n| (n, v)))
+            })
+            .flatten()
+            .collect();
+        let limits = ReadLimits {
+            max_body: cfg.max_body_size,
+            read_timeout: tm.read,
+        };
+        let (bytes, len) =
+            read_body(incoming, coding, size_hint, limits, method == Method::HEAD).await?;
+        p.resp.body = bytes;
+        p.resp.body_len = len;
+        if let Some(h1) = lease.h1 {
+            s.pool.put_h1(&lease.target, h1, lease.remote);
+        }
+        return Ok(());
+    }
+}
+
+async fn read_body(
+    incoming: Incoming,
+    coding: Option<Coding>,
+    size_hint: Option<u64>,
+    limits: ReadLimits,
+    head: bool,
+) -> Result<(Vec<u8>, usize)> {
+    if head {
+        return Ok((vec![0], 0));
+    }
+    body::collect(incoming, coding, size_hint, limits).await
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+fn build_request(
+    h2: bool,
+    method: &Method,
+    url: &Url,
+    headers: &HeaderMap,
+    body: Option<Bytes>,
+) -> Result<http::Request<ReqBody>> {
+    let uri: http::Uri = if h2 {
+        let mut u = url.clone();
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
+        u.set_fragment(None);
+        u.as_str().parse()
+    } else {
+        let pq = match url.query() {
+            Some(q) => format!("{}?{}", url.path(), q),
+            None => url.path().to_owned(),
+        };
+        pq.parse()
+    }
+    .map_err(|e| Error::new(Code::InvalidUrl, format!("URL cannot be sent: {e}")))?;
+    let mut req = http::Request::new(http_body_util::Full::new(body.unwrap_or_default()));
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers.clone();
+    if h2 {
+        *req.version_mut() = http::Version::HTTP_2;
+        req.headers_mut().remove(header::HOST);
+    } else if !headers.contains_key(header::HOST) {
+        let host = url.host_str().unwrap_or_default();
+        let host = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_owned(),
+        };
+        let v = HeaderValue::from_str(&host)
+            .map_err(|_| Error::new(Code::InvalidUrl, "host cannot be sent in a Host header"))?;
+        req.headers_mut().insert(header::HOST, v);
+    }
+    Ok(req)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_once(
+    s: &SessionInner,
+    target: &Target,
+    method: &Method,
+    url: &Url,
+    headers: &HeaderMap,
+    body: Option<Bytes>,
+    tm: Timeouts,
+    p: &mut Progress,
+) -> Result<(http::Response<Incoming>, Lease)> {
+    let mut pooled = s.pool.checkout(target);
+    loop {
+        let reused = pooled.is_some();
+        let (sender, remote) = match pooled.take() {
+            Some(c) => c,
+            None => {
+                let ctx = DialContext {
+                    tls: &s.tls,
+                    tracker: &s.tracker,
+                    max_header_size: s.cfg.max_header_size,
+                };
+                let d = with_timeout(
+                    tm.connect,
+                    Code::TimeoutConnect,
+                    "connecting",
+                    connect::dial(ctx, target),
+                )
+                .await?;
+                p.resp.timings.dns = d.timings.dns;
+                p.resp.timings.connect = d.timings.connect;
+                p.resp.timings.tls = d.timings.tls;
+                if let Sender::H2(h2) = &d.sender {
+                    s.pool.put_h2(target, h2, d.remote);
+                }
+                (d.sender, d.remote)
+            }
+        };
+        p.resp.remote = Some(remote);
+        let sent_at = Instant::now();
+        let idempotent = matches!(
+            *method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
+        let result = match sender {
+            Sender::H1(mut h1) => {
+                let req = build_request(false, method, url, headers, body.clone())?;
+                let fut = async {
+                    if h1.ready().await.is_err() {
+                        return (Err(None), h1);
+                    }
+                    let r = h1.try_send_request(req).await;
+                    (r.map_err(Some), h1)
+                };
+                let (r, h1) = with_timeout(
+                    tm.read,
+                    Code::TimeoutRead,
+                    "waiting for the response",
+                    async { Ok(fut.await) },
+                )
+                .await?;
+                match r {
+                    Ok(resp) => Ok((
+                        resp,
+                        Lease {
+                            target: target.clone(),
+                            h1: Some(h1),
+                            remote,
+                        },
+                    )),
+                    Err(e) => Err(e),
+                }
+            }
+            Sender::H2(mut h2) => {
+                let req = build_request(true, method, url, headers, body.clone())?;
+                let r = with_timeout(
+                    tm.read,
+                    Code::TimeoutRead,
+                    "waiting for the response",
+                    async {
+                        if let Err(e) = h2.ready().await {
+                            return Ok(Err(body::hyper_error(&e, "HTTP/2 connection")));
+                        }
+                        Ok(h2
+                            .send_request(req)
+                            .await
+                            .map_err(|e| body::hyper_error(&e, "sending the request")))
+                    },
+                )
+                .await?;
+                match r {
+                    Ok(resp) => Ok((
+                        resp,
+                        Lease {
+                            target: target.clone(),
+                            h1: None,
+                            remote,
+                        },
+                    )),
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        match result {
+            Ok(ok) => {
+                p.resp.timings.ttfb = p.start.elapsed();
+                let _ = sent_at;
+                return Ok(ok);
+            }
+            Err(e) => {
+                // Not sent at all (connection closed under us), or a reused connection
+                // died before answering an idempotent request: retry once, fresh.
+                let not_sent = e.as_ref().is_none_or(|e| e.message().is_some());
+                let err = match &e {
+                    Some(e) => body::hyper_error(e.error(), "sending the request"),
+                    None => Error::new(Code::ConnectionReset, "pooled connection closed"),
+                };
+                if reused && (not_sent || idempotent) {
+                    continue;
+                }
+                return Err(err);
+            }
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Safe Rust: the runtime, sessions, the request flow and responses. No FFI here.
+#![deny(unsafe_code)]
+
+pub mod body;
+pub mod config;
+pub mod flow;
+pub mod pool;
+pub mod redact;
+pub mod response;
+pub mod runtime;
+pub mod session;

@@ -1,0 +1,158 @@
+//! The connection pool: idle HTTP/1.1 connections per target (newest first, capped per
+//! host, dropped after the idle time-out) and one shared HTTP/2 connection per target.
+//!
+//! Keyed by [`Target`] (scheme, host, port, version preference), so a request asking
+//! for another HTTP version never reuses a connection made for different settings.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::{http1, http2};
+
+use crate::engine::body::ReqBody;
+use crate::net::connect::{Sender, Target};
+
+struct IdleH1 {
+    sender: http1::SendRequest<ReqBody>,
+    since: Instant,
+    remote: SocketAddr,
+}
+
+#[derive(Default)]
+struct Inner {
+    h1: HashMap<Target, Vec<IdleH1>>,
+    h2: HashMap<Target, (http2::SendRequest<ReqBody>, SocketAddr)>,
+    closed: bool,
+}
+
+pub struct Pool {
+    inner: Mutex<Inner>,
+    idle_timeout: Option<Duration>,
+    max_idle_per_host: usize,
+}
+
+impl Pool {
+    pub fn new(idle_timeout: Option<Duration>, max_idle_per_host: usize) -> Pool {
+        Pool {
+            inner: Mutex::new(Inner::default()),
+            idle_timeout,
+            max_idle_per_host,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn expired(&self, since: Instant, now: Instant) -> bool {
+        self.idle_timeout
+            .is_some_and(|t| now.duration_since(since) >= t)
+    }
+
+    /// A ready connection for `target`, if one is idle (or shared, for HTTP/2).
+    pub fn checkout(&self, target: &Target) -> Option<(Sender, SocketAddr)> {
+        let now = Instant::now();
+        let mut dead = Vec::new();
+        let mut g = self.lock();
+        if let Some((s, remote)) = g.h2.get(target) {
+            if !s.is_closed() {
+                return Some((Sender::H2(s.clone()), *remote));
+            }
+            g.h2.remove(target);
+        }
+        let mut found = None;
+        if let Some(list) = g.h1.get_mut(target) {
+            while let Some(idle) = list.pop() {
+                if self.expired(idle.since, now) || !idle.sender.is_ready() {
+                    dead.push(idle);
+                    continue;
+                }
+                found = Some((Sender::H1(idle.sender), idle.remote));
+                break;
+            }
+        }
+        drop(g);
+        drop(dead);
+        found
+    }
+
+    /// Puts an HTTP/1.1 connection back after its response body was read in full.
+    pub fn put_h1(&self, target: &Target, sender: http1::SendRequest<ReqBody>, remote: SocketAddr) {
+        if self.max_idle_per_host == 0 || !sender.is_ready() {
+            return;
+        }
+        let mut g = self.lock();
+        if g.closed {
+            return;
+        }
+        let list = g.h1.entry(target.clone()).or_default();
+        list.push(IdleH1 {
+            sender,
+            since: Instant::now(),
+            remote,
+        });
+        let evicted = if list.len() > self.max_idle_per_host {
+            Some(list.remove(0))
+        } else {
+            None
+        };
+        drop(g);
+        drop(evicted);
+    }
+
+    /// Shares an HTTP/2 connection with later requests for the same target.
+    pub fn put_h2(
+        &self,
+        target: &Target,
+        sender: &http2::SendRequest<ReqBody>,
+        remote: SocketAddr,
+    ) {
+        let mut g = self.lock();
+        if g.closed || sender.is_closed() {
+            return;
+        }
+        let old = g.h2.insert(target.clone(), (sender.clone(), remote));
+        drop(g);
+        drop(old);
+    }
+
+    /// Drops idle connections past the idle time-out.
+    pub fn reap(&self) {
+        let now = Instant::now();
+        let mut dead = Vec::new();
+        let mut g = self.lock();
+        for list in g.h1.values_mut() {
+            let mut i = 0;
+            while i < list.len() {
+                if self.expired(list[i].since, now) || list[i].sender.is_closed() {
+                    dead.push(list.remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        g.h1.retain(|_, l| !l.is_empty());
+        g.h2.retain(|_, (s, _)| !s.is_closed());
+        drop(g);
+        drop(dead);
+    }
+
+    /// Closes the pool: every idle connection is dropped (which closes it cleanly, TLS
+    /// close_notify included) and nothing is taken back from now on.
+    pub fn close(&self) {
+        let mut g = self.lock();
+        g.closed = true;
+        let h1 = std::mem::take(&mut g.h1);
+        let h2 = std::mem::take(&mut g.h2);
+        drop(g);
+        drop(h1);
+        drop(h2);
+    }
+
+    /// Number of idle HTTP/1.1 connections (for tests and statistics).
+    pub fn idle_count(&self) -> usize {
+        self.lock().h1.values().map(Vec::len).sum()
+    }
+}

@@ -1,0 +1,251 @@
+//! `tern_request`: the builder of one request, consumed by send or perform.
+
+use std::ffi::{c_char, c_void};
+
+use bytes::Bytes;
+
+use crate::code::tern_code;
+use crate::engine::config::RequestSpec;
+use crate::ffi::boundary::{
+    bytes_arg, ffi_boundary, from_raw, mut_arg, null_arg, out_arg, str_arg, to_raw, try_ffi,
+};
+use crate::ffi::error::tern_error;
+use crate::ffi::options::{bool_arg, header_args, timeout_kind, version_pref};
+
+/// One request being built. Consumed by `tern_session_send` or `tern_session_perform`.
+pub struct tern_request {
+    pub(crate) spec: RequestSpec,
+}
+
+/// Makes a request.
+///
+/// `method` is any HTTP token ("GET", "POST", "PROPFIND", ...; case is kept); `url` is
+/// an absolute http or https URL. User info in the URL (`http://user:pass@host/`) is
+/// sent as Basic authorization unless the request sets its own and is redacted from
+/// every message.
+/// Ownership: both strings are copied; on success `*out` receives a request the caller
+/// hands to `tern_session_send` / `tern_session_perform` or frees with
+/// `tern_request_free`.
+/// Thread safety: any thread.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (not UTF-8),
+/// TERN_CODE_INVALID_METHOD, TERN_CODE_INVALID_URL, TERN_CODE_UNSUPPORTED_SCHEME.
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_request_new(
+    method: *const c_char,
+    url: *const c_char,
+    out: *mut *mut tern_request,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        try_ffi!(err, out_arg(out, "out"));
+        let m = try_ffi!(err, str_arg(method, "method"));
+        let u = try_ffi!(err, str_arg(url, "url"));
+        let spec = try_ffi!(err, RequestSpec::new(m, u));
+        *out = to_raw(tern_request { spec });
+        tern_code::Ok
+    }
+}
+
+/// Frees a request that was not sent. `tern_request_free(NULL)` does nothing.
+///
+/// Ownership: consumes `req` (and releases a borrowed body).
+/// Thread safety: any thread, once.
+/// Errors: none.
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_request_free(req: *mut tern_request) {
+    ffi_boundary! {
+        drop(from_raw(req));
+    }
+}
+
+/// Adds a header, after any earlier values of the same name (repeated headers are
+/// sent in order). Replaces the session's headers of that name.
+///
+/// Ownership: `name` and `value` are copied.
+/// Thread safety: one thread at a time per request.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (not UTF-8),
+/// TERN_CODE_INVALID_HEADER (bad name, or CR, LF or NUL in the value).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_request_add_header(
+    req: *mut tern_request,
+    name: *const c_char,
+    value: *const c_char,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let r = try_ffi!(err, mut_arg(req, "req"));
+        let (n, v) = try_ffi!(err, header_args(name, value));
+        r.spec.headers.append(n, v);
+        tern_code::Ok
+    }
+}
+
+/// Sets a header, replacing every earlier value of that name.
+///
+/// Ownership: `name` and `value` are copied.
+/// Thread safety: one thread at a time per request.
+/// Errors: as `tern_request_add_header`.
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_request_set_header(
+    req: *mut tern_request,
+    name: *const c_char,
+    value: *const c_char,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let r = try_ffi!(err, mut_arg(req, "req"));
+        let (n, v) = try_ffi!(err, header_args(name, value));
+        r.spec.headers.insert(n, v);
+        tern_code::Ok
+    }
+}
+
+/// Sets the body to a copy of `(data, len)`. Sent with a Content-Length.
+///
+/// Ownership: the bytes are copied; `data` may be NULL when `len` is 0.
+/// Thread safety: one thread at a time per request.
+/// Errors: TERN_CODE_NULL_ARGUMENT.
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_request_set_body(
+    req: *mut tern_request,
+    data: *const u8,
+    len: usize,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let r = try_ffi!(err, mut_arg(req, "req"));
+        let b = try_ffi!(err, bytes_arg(data, len, "data"));
+        r.spec.body = Some(Bytes::copy_from_slice(b));
+        tern_code::Ok
+    }
+}
+
+/// A body the caller lends, released once tern no longer reads it.
+struct Borrowed {
+    ptr: *const u8,
+    len: usize,
+    release: Option<unsafe extern "C" fn(*mut c_void)>,
+    user_data: *mut c_void,
+}
+
+// SAFETY: the caller promises (in the header) that the bytes stay valid and unchanged
+// until `release` runs, and that `release` may run on any thread.
+unsafe impl Send for Borrowed {}
+unsafe impl Sync for Borrowed {}
+
+impl AsRef<[u8]> for Borrowed {
+    fn as_ref(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: see the Send impl; checked non-NULL when made.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Borrowed {
+    fn drop(&mut self) {
+        if let Some(f) = self.release {
+            // SAFETY: the caller's function, called once with its own user_data.
+            unsafe { f(self.user_data) };
+        }
+    }
+}
+
+/// Sets the body to `(data, len)` without copying it; `release(user_data)` runs
+/// exactly once when tern no longer needs the bytes (after the request completed,
+/// after redirects, or when the request is freed or replaced), on any thread.
+///
+/// Ownership: the caller keeps the bytes valid and unchanged until `release` runs.
+/// `release` may be NULL (static data). If this call fails, `release` is not called
+/// and the caller still owns the bytes.
+/// Thread safety: one thread at a time per request; `release` may run on a runtime
+/// thread.
+/// Errors: TERN_CODE_NULL_ARGUMENT (`req`, or `data` with a non-zero `len`).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_request_set_body_borrowed(
+    req: *mut tern_request,
+    data: *const u8,
+    len: usize,
+    release: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+    user_data: *mut c_void,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let r = try_ffi!(err, mut_arg(req, "req"));
+        if data.is_null() && len > 0 {
+            return crate::ffi::boundary::fail(err, null_arg("data"));
+        }
+        r.spec.body = Some(Bytes::from_owner(Borrowed { ptr: data, len, release, user_data }));
+        tern_code::Ok
+    }
+}
+
+/// Overrides one of the session's time-outs for this request, in milliseconds; 0
+/// disables it. `kind` is a `tern_timeout` value.
+///
+/// Ownership: nothing is kept.
+/// Thread safety: one thread at a time per request.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (unknown kind).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_request_set_timeout_ms(
+    req: *mut tern_request,
+    kind: u32,
+    ms: u64,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let r = try_ffi!(err, mut_arg(req, "req"));
+        let k = try_ffi!(err, timeout_kind(kind));
+        r.spec.timeouts.set(k, ms);
+        tern_code::Ok
+    }
+}
+
+/// Overrides the session's redirect policy for this request: `follow` 0 or 1, and the
+/// most redirects to follow.
+///
+/// Ownership: nothing is kept.
+/// Thread safety: one thread at a time per request.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT.
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_request_set_redirects(
+    req: *mut tern_request,
+    follow: u32,
+    max: u32,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let r = try_ffi!(err, mut_arg(req, "req"));
+        r.spec.follow_redirects = Some(try_ffi!(err, bool_arg(follow, "follow")));
+        r.spec.max_redirects = Some(max);
+        tern_code::Ok
+    }
+}
+
+/// Overrides the session's HTTP version preference (a `tern_http_version` value).
+///
+/// Ownership: nothing is kept.
+/// Thread safety: one thread at a time per request.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT.
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_request_set_http_version(
+    req: *mut tern_request,
+    version: u32,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let r = try_ffi!(err, mut_arg(req, "req"));
+        r.spec.version = Some(try_ffi!(err, version_pref(version)));
+        tern_code::Ok
+    }
+}

@@ -1,0 +1,37 @@
+//! tern: an embeddable HTTP client with a C ABI.
+//!
+//! A C, C++, Go or Swift program links `libtern`, includes `tern.h`, and gets many
+//! requests in flight over a connection pool, TLS by rustls, redirects, decoding and
+//! time-outs, without running an event loop of its own: a background tokio runtime
+//! (`tern_runtime`) drives hyper.
+//!
+//! # API conventions
+//!
+//! * **Names**: `tern_<noun>_<verb>`; opaque handle types `tern_<noun>`; constants
+//!   `TERN_<GROUP>_<NAME>`.
+//! * **Errors**: every fallible function returns a `tern_code` (`uint32_t`, 0 = OK)
+//!   and takes an optional `tern_error **err` last; on failure it receives an owned
+//!   error (free it with `tern_error_free`). Results are written through
+//!   out-parameters only on success. There is no thread-local "last error".
+//! * **Ownership**: every object the caller owns has one `_free`, and `_free(NULL)` is a
+//!   no-op. A function that consumes a handle (`tern_session_send`,
+//!   `tern_session_perform` consume the request) consumes it whatever it returns.
+//!   Strings and bytes passed in are copied unless the function says "borrowed".
+//!   Pointers returned by getters are borrowed from their object.
+//! * **Threads**: a `const` pointer may be shared across threads (sessions and
+//!   responses); a non-const one (builders) is used by one thread at a time.
+//! * **Exactly once**: every request that `tern_session_send` accepted gets exactly one
+//!   `on_complete`, whatever happens (success, error, time-out, cancel, session close,
+//!   runtime free), then `release(user_data)` once. A refused request gets neither.
+//! * **Callbacks** run on a runtime thread, never inside `send`, with no tern lock held.
+//!   They must not unwind into tern.
+//! * **Enums in** cross as `uint32_t` and are validated; a bad value is
+//!   TERN_CODE_INVALID_ARGUMENT.
+//! * **Secrets**: URL user info and the values of Authorization, Proxy-Authorization
+//!   and Cookie never appear in a message or effective URL.
+//! * **Fork**: a child process gets TERN_CODE_FORKED from a runtime made in its parent.
+
+pub mod code;
+pub mod engine;
+pub mod ffi;
+pub mod net;

@@ -1,0 +1,5 @@
+//! The connector stack: name resolution, TCP, TLS, and the HTTP handshake on top.
+
+pub mod connect;
+pub mod dns;
+pub mod tls;
