@@ -1,0 +1,7 @@
+//! The one integration-test binary: every module calls tern through its exported C
+//! functions, against real local servers (nginx from scripts/testenv.sh) and, for
+//! faults nginx cannot make, in-process servers.
+
+mod common;
+mod http;
+mod static_checks;
