@@ -67,6 +67,12 @@ pub fn hyper_error(e: &hyper::Error, what: &str) -> Error {
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = src {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::UnexpectedEof {
+                return Error::new(
+                    Code::IncompleteBody,
+                    format!("{what}: connection closed before the message was complete ({io})"),
+                );
+            }
             let mut err = crate::net::connect::io_error(io, what);
             if err.code == Code::Connect {
                 err.code = Code::Protocol;

@@ -3,5 +3,7 @@
 //! faults nginx cannot make, in-process servers.
 
 mod common;
+mod faults;
 mod http;
+mod lifecycle;
 mod static_checks;
