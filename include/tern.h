@@ -360,6 +360,68 @@ typedef uint32_t tern_action;
 #endif // __cplusplus
 
 /**
+ * The TLS protocol version (passed as `uint32_t`).
+ *
+ * Since: 0.1
+ */
+enum tern_tls_version
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * No bound: TLS 1.2 and 1.3 are allowed.
+   */
+  TERN_TLS_VERSION_DEFAULT = 0,
+  /**
+   * TLS 1.2.
+   */
+  TERN_TLS_VERSION_TLS12 = 12,
+  /**
+   * TLS 1.3.
+   */
+  TERN_TLS_VERSION_TLS13 = 13,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum tern_tls_version tern_tls_version;
+#else
+typedef uint32_t tern_tls_version;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Which address families to connect to (passed as `uint32_t`).
+ *
+ * Since: 0.1
+ */
+enum tern_ip_family
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * IPv4 and IPv6; when a name has both, they race (Happy Eyeballs). Default.
+   */
+  TERN_IP_FAMILY_ANY = 0,
+  /**
+   * IPv4 only.
+   */
+  TERN_IP_FAMILY_V4 = 4,
+  /**
+   * IPv6 only.
+   */
+  TERN_IP_FAMILY_V6 = 6,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum tern_ip_family tern_ip_family;
+#else
+typedef uint32_t tern_ip_family;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * An error: a code and a human-readable message (secrets redacted).
  */
 typedef struct tern_error tern_error;
@@ -704,6 +766,258 @@ tern_code tern_session_options_set_system_roots(tern_session_options *opts,
                                                 tern_error **err);
 
 /**
+ * Sets the proxy for every request of the session: `http://`, `https://` (TLS to the
+ * proxy, verified like origins), `socks5://` (tern resolves the origin's name) or
+ * `socks5h://` (the proxy resolves it). Credentials in the URL are percent-decoded
+ * (`http://user:p%40ss@host:3128`). NULL or "" removes the proxy. Plain-http requests
+ * are forwarded in absolute form; https requests go through a CONNECT tunnel. Proxy
+ * credentials are sent to the proxy only. A proxy that cannot be reached fails the
+ * request with TERN_CODE_PROXY_CONNECT, never a direct connection.
+ *
+ * Ownership: `url` is copied.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT (`opts`), TERN_CODE_INVALID_ARGUMENT (not UTF-8),
+ * TERN_CODE_INVALID_URL, TERN_CODE_UNSUPPORTED_SCHEME.
+ * Since: 0.1
+ */
+tern_code tern_session_options_set_proxy(tern_session_options *opts,
+                                         const char *url,
+                                         tern_error **err);
+
+/**
+ * Sets the proxy's user name and password (basic auth for HTTP proxies,
+ * username/password for SOCKS5), overriding credentials in the proxy URL. NULL `user`
+ * removes them.
+ *
+ * Ownership: both strings are copied.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT (`opts`, or `password` with a user),
+ * TERN_CODE_INVALID_ARGUMENT (not UTF-8).
+ * Since: 0.1
+ */
+tern_code tern_session_options_set_proxy_credentials(tern_session_options *opts,
+                                                     const char *user,
+                                                     const char *password,
+                                                     tern_error **err);
+
+/**
+ * Sets the hosts reached without the proxy, as curl's NO_PROXY: comma-separated host
+ * names (each also matches its subdomains; a leading dot is allowed), IP addresses,
+ * CIDR blocks, or `*` for all. With trust_env, it replaces the environment's NO_PROXY.
+ *
+ * Ownership: `list` is copied.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (not UTF-8).
+ * Since: 0.1
+ */
+tern_code tern_session_options_set_no_proxy(tern_session_options *opts,
+                                            const char *list,
+                                            tern_error **err);
+
+/**
+ * Reads proxies from the environment when no proxy is set (0 = off, default): for
+ * http URLs `http_proxy` then `HTTP_PROXY` (ignored when `REQUEST_METHOD` is set, the
+ * CGI rule), for https `https_proxy` then `HTTPS_PROXY`, else `all_proxy` /
+ * `ALL_PROXY`; hosts in `no_proxy` / `NO_PROXY` go direct. Lower case wins. Read
+ * once, when the session is made.
+ *
+ * Ownership: nothing is kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT.
+ * Since: 0.1
+ */
+tern_code tern_session_options_set_trust_env(tern_session_options *opts,
+                                             uint32_t on,
+                                             tern_error **err);
+
+/**
+ * Adds a header sent on CONNECT requests to the proxy only, never to the origin
+ * (libcurl's CURLOPT_PROXYHEADER, aiohttp's proxy_headers).
+ *
+ * Ownership: `name` and `value` are copied.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT, TERN_CODE_INVALID_HEADER.
+ * Since: 0.1
+ */
+tern_code tern_session_options_add_proxy_header(tern_session_options *opts,
+                                                const char *name,
+                                                const char *value,
+                                                tern_error **err);
+
+/**
+ * Trusts every CA certificate found in the PEM files of a directory (as
+ * CURLOPT_CAPATH), in addition to the system's roots.
+ *
+ * Ownership: the files are read during the call; `path` is not kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT, TERN_CODE_INVALID_FILE
+ * (unreadable, or no certificate in it).
+ * Since: 0.1
+ */
+tern_code tern_session_options_add_ca_dir(tern_session_options *opts,
+                                          const char *path,
+                                          tern_error **err);
+
+/**
+ * Sets the client certificate (PEM chain, leaf first) and private key (PEM: PKCS#8,
+ * PKCS#1 RSA or SEC1 EC; RSA, ECDSA and Ed25519 keys) for mutual TLS, from files.
+ *
+ * Ownership: the files are read during the call; the paths are not kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT, TERN_CODE_INVALID_FILE
+ * (unreadable, no certificate, no usable key).
+ * Since: 0.1
+ */
+tern_code tern_session_options_set_client_cert_file(tern_session_options *opts,
+                                                    const char *cert_path,
+                                                    const char *key_path,
+                                                    tern_error **err);
+
+/**
+ * Sets the client certificate and private key for mutual TLS from PEM bytes (formats
+ * as `tern_session_options_set_client_cert_file`).
+ *
+ * Ownership: the bytes are read during the call and not kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_FILE.
+ * Since: 0.1
+ */
+tern_code tern_session_options_set_client_cert_pem(tern_session_options *opts,
+                                                   const uint8_t *cert,
+                                                   size_t cert_len,
+                                                   const uint8_t *key,
+                                                   size_t key_len,
+                                                   tern_error **err);
+
+/**
+ * DANGER: accepts any server certificate (expired, self-signed, unknown issuer, any
+ * name) when 1. Default 0. Every response of an https request says so in its message.
+ *
+ * Ownership: nothing is kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT.
+ * Since: 0.1
+ */
+tern_code tern_session_options_set_danger_accept_invalid_certs(tern_session_options *opts,
+                                                               uint32_t on,
+                                                               tern_error **err);
+
+/**
+ * DANGER: accepts a certificate issued for another host name when 1 (the chain is
+ * still verified). Default 0. Every response of an https request says so in its
+ * message.
+ *
+ * Ownership: nothing is kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT.
+ * Since: 0.1
+ */
+tern_code tern_session_options_set_danger_accept_invalid_hostnames(tern_session_options *opts,
+                                                                   uint32_t on,
+                                                                   tern_error **err);
+
+/**
+ * Sets the lowest and highest TLS version (`tern_tls_version` values; DEFAULT = no
+ * bound). A server that cannot meet them fails with TERN_CODE_TLS.
+ *
+ * Ownership: nothing is kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (unknown value, or
+ * min above max).
+ * Since: 0.1
+ */
+tern_code tern_session_options_set_tls_versions(tern_session_options *opts,
+                                                uint32_t min,
+                                                uint32_t max,
+                                                tern_error **err);
+
+/**
+ * Sends the server name in the TLS handshake (SNI) when 1 (default); 0 leaves it out.
+ *
+ * Ownership: nothing is kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT.
+ * Since: 0.1
+ */
+tern_code tern_session_options_set_sni(tern_session_options *opts,
+                                       uint32_t on,
+                                       tern_error **err);
+
+/**
+ * Resolves names with these nameservers instead of the system resolver (UDP, with a
+ * TCP fall-back for truncated answers): a list of `ip[:port]` (IPv6 as
+ * `[addr]:port`; port 53 by default) separated by commas. NULL or "" returns to the
+ * system resolver.
+ *
+ * Ownership: `list` is copied.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT (`opts`), TERN_CODE_INVALID_ARGUMENT (not UTF-8, or
+ * an entry that is not an address).
+ * Since: 0.1
+ */
+tern_code tern_session_options_set_nameservers(tern_session_options *opts,
+                                               const char *list,
+                                               tern_error **err);
+
+/**
+ * Adds a static answer that wins over every resolver, as curl's `--resolve`:
+ * `host:port:addr[,addr...]` (IPv6 addresses may be in brackets). Only connections
+ * to that host and port use it.
+ *
+ * Ownership: `entry` is copied.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (malformed entry).
+ * Since: 0.1
+ */
+tern_code tern_session_options_add_resolve(tern_session_options *opts,
+                                           const char *entry,
+                                           tern_error **err);
+
+/**
+ * Limits connections to one address family (a `tern_ip_family` value; default ANY,
+ * where a name with both families gets Happy Eyeballs: the second family is tried
+ * 250 ms after the first if that has not connected yet).
+ *
+ * Ownership: nothing is kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT.
+ * Since: 0.1
+ */
+tern_code tern_session_options_set_ip_family(tern_session_options *opts,
+                                             uint32_t family,
+                                             tern_error **err);
+
+/**
+ * Sets how long a DNS answer may be cached, in milliseconds (default 60000; 0 turns
+ * the cache off). Answers from nameservers are kept for their TTL, at most this long;
+ * answers from the system resolver (which gives no TTL) for exactly this long.
+ *
+ * Ownership: nothing is kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT.
+ * Since: 0.1
+ */
+tern_code tern_session_options_set_dns_cache_ttl_ms(tern_session_options *opts,
+                                                    uint64_t ms,
+                                                    tern_error **err);
+
+/**
+ * Limits the connections the session keeps open: in total and per host (scheme, host
+ * and port); 0 = no limit (default). A request beyond a limit waits, in order, for a
+ * connection to go idle or close (its time-outs still run); when the total is reached,
+ * the oldest idle connection is closed to make room. An HTTP/2 connection counts once.
+ *
+ * Ownership: nothing is kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT.
+ * Since: 0.1
+ */
+tern_code tern_session_options_set_connection_limits(tern_session_options *opts,
+                                                     uint32_t total,
+                                                     uint32_t per_host,
+                                                     tern_error **err);
+
+/**
  * Makes a request.
  *
  * `method` is any HTTP token ("GET", "POST", "PROPFIND", ...; case is kept); `url` is
@@ -835,6 +1149,21 @@ tern_code tern_request_set_http_version(tern_request *req,
                                         tern_error **err);
 
 /**
+ * Overrides the session's proxy for this request: a proxy URL (as
+ * `tern_session_options_set_proxy`; the session's no-proxy list still applies), ""
+ * for a direct connection, or NULL to use the session's choice again.
+ *
+ * Ownership: `url` is copied.
+ * Thread safety: one thread at a time per request.
+ * Errors: TERN_CODE_NULL_ARGUMENT (`req`), TERN_CODE_INVALID_ARGUMENT (not UTF-8),
+ * TERN_CODE_INVALID_URL, TERN_CODE_UNSUPPORTED_SCHEME.
+ * Since: 0.1
+ */
+tern_code tern_request_set_proxy(tern_request *req,
+                                 const char *url,
+                                 tern_error **err);
+
+/**
  * Frees a response and everything borrowed from it. `tern_response_free(NULL)` does
  * nothing.
  *
@@ -868,7 +1197,8 @@ tern_code tern_response_code(const tern_response *resp);
 
 /**
  * The error message with its underlying cause (OS error, TLS alert, HTTP error),
- * secrets redacted; "" when the code is TERN_CODE_OK.
+ * secrets redacted; "" when the code is TERN_CODE_OK, unless a `danger` option
+ * weakened TLS verification for this request, which the message then says.
  *
  * Ownership: borrowed from `resp`, valid until `tern_response_free`.
  * Thread safety: any thread.

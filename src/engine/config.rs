@@ -5,7 +5,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use rustls_pki_types::CertificateDer;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use url::Url;
 
 use crate::code::{Code, Error, Result};
@@ -91,8 +95,68 @@ pub enum VersionPref {
     Http2PriorKnowledge,
 }
 
-/// Everything a session is built from.
+/// Which address families to connect to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum IpFamily {
+    /// Both; when a name has both, Happy Eyeballs (RFC 8305) races them.
+    #[default]
+    Any,
+    V4Only,
+    V6Only,
+}
+
+/// TLS settings.
+#[derive(Clone, Default)]
+pub struct TlsOptions {
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    pub use_system_roots: bool,
+    pub client_identity: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
+    pub danger_accept_invalid_certs: bool,
+    pub danger_accept_invalid_hostnames: bool,
+    /// 12 or 13; None = rustls' default (1.2 and 1.3).
+    pub min_version: Option<u8>,
+    pub max_version: Option<u8>,
+    pub sni: bool,
+}
+
+/// Proxy settings.
+#[derive(Clone, Debug, Default)]
+pub struct ProxyOptions {
+    /// The proxy URL; `None` = no explicit proxy.
+    pub url: Option<String>,
+    /// Overrides credentials in the URL.
+    pub credentials: Option<(String, String)>,
+    pub no_proxy: Option<String>,
+    pub trust_env: bool,
+    /// Sent on CONNECT requests only.
+    pub connect_headers: HeaderMap,
+}
+
+/// DNS settings.
 #[derive(Clone, Debug)]
+pub struct DnsOptions {
+    /// Explicit nameservers (hickory); empty = the system resolver.
+    pub nameservers: Vec<SocketAddr>,
+    /// `(host, port) -> addresses`, winning over everything.
+    pub overrides: HashMap<(String, u16), Vec<IpAddr>>,
+    pub family: IpFamily,
+    /// Upper bound of how long an answer is cached; zero disables the cache.
+    pub cache_ttl: Duration,
+}
+
+impl Default for DnsOptions {
+    fn default() -> Self {
+        DnsOptions {
+            nameservers: Vec::new(),
+            overrides: HashMap::new(),
+            family: IpFamily::Any,
+            cache_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything a session is built from.
+#[derive(Clone)]
 pub struct SessionConfig {
     pub default_headers: HeaderMap,
     pub timeouts: Timeouts,
@@ -106,8 +170,13 @@ pub struct SessionConfig {
     pub max_header_size: usize,
     pub decompress: bool,
     pub version: VersionPref,
-    pub extra_roots: Vec<CertificateDer<'static>>,
-    pub use_system_roots: bool,
+    pub tls: TlsOptions,
+    pub proxy: ProxyOptions,
+    pub dns: DnsOptions,
+    /// 0 = no limit.
+    pub max_connections: usize,
+    /// 0 = no limit.
+    pub max_connections_per_host: usize,
 }
 
 /// The user agent sent unless the caller sets its own.
@@ -132,8 +201,15 @@ impl Default for SessionConfig {
             max_header_size: 100 * 1024,
             decompress: true,
             version: VersionPref::Auto,
-            extra_roots: Vec::new(),
-            use_system_roots: true,
+            tls: TlsOptions {
+                use_system_roots: true,
+                sni: true,
+                ..Default::default()
+            },
+            proxy: ProxyOptions::default(),
+            dns: DnsOptions::default(),
+            max_connections: 0,
+            max_connections_per_host: 0,
         }
     }
 }
@@ -164,6 +240,8 @@ pub struct RequestSpec {
     pub follow_redirects: Option<bool>,
     pub max_redirects: Option<u32>,
     pub version: Option<VersionPref>,
+    /// `Some(None)` = no proxy for this request; `None` = the session's choice.
+    pub proxy: Option<Option<String>>,
 }
 
 impl RequestSpec {
@@ -180,6 +258,7 @@ impl RequestSpec {
             follow_redirects: None,
             max_redirects: None,
             version: None,
+            proxy: None,
         })
     }
 }

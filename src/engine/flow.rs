@@ -19,6 +19,7 @@ use crate::engine::redact;
 use crate::engine::response::Response;
 use crate::engine::session::SessionInner;
 use crate::net::connect::{self, DialContext, Sender, Target};
+use crate::net::proxy::{Auth, Kind};
 
 /// What the request learned so far; survives a time-out that drops the future.
 pub struct Progress {
@@ -54,13 +55,25 @@ fn same_origin(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
-fn target_of(url: &Url, version: VersionPref) -> Target {
-    Target {
+fn target_of(
+    s: &SessionInner,
+    url: &Url,
+    version: VersionPref,
+    proxy: Option<&Option<String>>,
+) -> Result<Target> {
+    let proxy = s.proxies.choose(url, proxy)?;
+    let forward = url.scheme() == "http"
+        && proxy
+            .as_ref()
+            .is_some_and(|p| matches!(p.kind, Kind::Http | Kind::Https));
+    Ok(Target {
         https: url.scheme() == "https",
         host: url.host_str().unwrap_or_default().to_owned(),
         port: url.port_or_known_default().unwrap_or(80),
-        version,
-    }
+        // A forwarding proxy speaks HTTP/1.1 with us.
+        version: if forward { VersionPref::Http1 } else { version },
+        proxy,
+    })
 }
 
 async fn with_timeout<T>(
@@ -110,7 +123,10 @@ pub async fn execute(s: &SessionInner, spec: RequestSpec, p: &mut Progress) -> R
 
     loop {
         p.resp.effective_url = redact::url(&url);
-        let target = target_of(&url, version);
+        let target = target_of(s, &url, version, spec.proxy.as_ref())?;
+        if target.https {
+            p.resp.warning.clone_from(&s.tls.danger_note);
+        }
         let (resp, lease) =
             send_once(s, &target, &method, &url, &headers, req_body.clone(), tm, p).await?;
         let status = resp.status();
@@ -242,12 +258,14 @@ fn percent_decode(s: &str) -> String {
 
 fn build_request(
     h2: bool,
+    target: &Target,
     method: &Method,
     url: &Url,
     headers: &HeaderMap,
     body: Option<Bytes>,
 ) -> Result<http::Request<ReqBody>> {
-    let uri: http::Uri = if h2 {
+    let forward = target.forward();
+    let uri: http::Uri = if h2 || forward {
         let mut u = url.clone();
         let _ = u.set_username("");
         let _ = u.set_password(None);
@@ -268,7 +286,13 @@ fn build_request(
     if h2 {
         *req.version_mut() = http::Version::HTTP_2;
         req.headers_mut().remove(header::HOST);
-    } else if !headers.contains_key(header::HOST) {
+    } else if forward {
+        if let Some(Auth::Basic(v)) = target.proxy.as_ref().and_then(|p| p.auth.as_ref()) {
+            req.headers_mut()
+                .insert(header::PROXY_AUTHORIZATION, v.clone());
+        }
+    }
+    if !h2 && !headers.contains_key(header::HOST) {
         let host = url.host_str().unwrap_or_default();
         let host = match url.port() {
             Some(p) => format!("{host}:{p}"),
@@ -279,6 +303,28 @@ fn build_request(
         req.headers_mut().insert(header::HOST, v);
     }
     Ok(req)
+}
+
+/// A pooled connection (`Ok`), or the slots for a new one (`Err`). With connection
+/// limits, waits for whichever comes first: a connection going idle or a free slot.
+async fn checkout_or_slot(
+    s: &SessionInner,
+    target: &Target,
+) -> Option<std::result::Result<(Sender, SocketAddr), crate::engine::pool::Permits>> {
+    if !s.pool.limited() {
+        return s.pool.checkout(target).map(Ok);
+    }
+    loop {
+        let signal = s.pool.idle_signal(target);
+        let idle = signal.notified();
+        if let Some(c) = s.pool.checkout(target) {
+            return Some(Ok(c));
+        }
+        tokio::select! {
+            p = s.pool.acquire(target) => return Some(Err(p)),
+            _ = idle => continue,
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -292,16 +338,24 @@ async fn send_once(
     tm: Timeouts,
     p: &mut Progress,
 ) -> Result<(http::Response<Incoming>, Lease)> {
-    let mut pooled = s.pool.checkout(target);
+    let mut pooled = checkout_or_slot(s, target).await;
     loop {
-        let reused = pooled.is_some();
+        let reused = matches!(pooled, Some(Ok(_)));
         let (sender, remote) = match pooled.take() {
-            Some(c) => c,
-            None => {
+            Some(Ok(c)) => c,
+            slot => {
+                let permits = match slot {
+                    Some(Err(p)) => p,
+                    // A retry after a dead pooled connection needs a slot of its own.
+                    _ => s.pool.acquire(target).await,
+                };
                 let ctx = DialContext {
                     tls: &s.tls,
+                    resolver: &s.resolver,
                     tracker: &s.tracker,
                     max_header_size: s.cfg.max_header_size,
+                    connect_headers: &s.proxies.connect_headers,
+                    permits,
                 };
                 let d = with_timeout(
                     tm.connect,
@@ -332,7 +386,7 @@ async fn send_once(
         );
         let result = match sender {
             Sender::H1(mut h1) => {
-                let req = build_request(false, method, url, headers, body.clone())?;
+                let req = build_request(false, target, method, url, headers, body.clone())?;
                 let fut = async {
                     if h1.ready().await.is_err() {
                         return (Err(None), h1);
@@ -360,7 +414,7 @@ async fn send_once(
                 }
             }
             Sender::H2(mut h2) => {
-                let req = build_request(true, method, url, headers, body.clone())?;
+                let req = build_request(true, target, method, url, headers, body.clone())?;
                 let r = with_timeout(
                     tm.read,
                     Code::TimeoutRead,

@@ -6,10 +6,11 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::{http1, http2};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::body::ReqBody;
 use crate::net::connect::{Sender, Target};
@@ -24,22 +25,97 @@ struct IdleH1 {
 struct Inner {
     h1: HashMap<Target, Vec<IdleH1>>,
     h2: HashMap<Target, (http2::SendRequest<ReqBody>, SocketAddr)>,
+    /// Wakes requests waiting for a connection limit when a connection goes idle.
+    idle_signal: HashMap<Target, Arc<Notify>>,
+    /// Per (scheme, host, port) connection slots.
+    hosts: HashMap<(bool, String, u16), Arc<Semaphore>>,
     closed: bool,
+}
+
+/// The connection slots one connection holds until it closes (empty without limits).
+#[derive(Clone, Default)]
+#[allow(dead_code)] // held for its Drop, never read
+pub struct Permits(Option<Arc<(Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>)>>);
+
+/// Connection limits: total and per host (0 = none).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Limits {
+    pub total: usize,
+    pub per_host: usize,
 }
 
 pub struct Pool {
     inner: Mutex<Inner>,
     idle_timeout: Option<Duration>,
     max_idle_per_host: usize,
+    limits: Limits,
+    total: Option<Arc<Semaphore>>,
 }
 
 impl Pool {
-    pub fn new(idle_timeout: Option<Duration>, max_idle_per_host: usize) -> Pool {
+    pub fn new(idle_timeout: Option<Duration>, max_idle_per_host: usize, limits: Limits) -> Pool {
         Pool {
             inner: Mutex::new(Inner::default()),
             idle_timeout,
             max_idle_per_host,
+            limits,
+            total: (limits.total > 0).then(|| Arc::new(Semaphore::new(limits.total))),
         }
+    }
+
+    /// Whether new connections need slots.
+    pub fn limited(&self) -> bool {
+        self.limits.total > 0 || self.limits.per_host > 0
+    }
+
+    /// The signal that fires when a connection for `target` goes idle.
+    pub fn idle_signal(&self, target: &Target) -> Arc<Notify> {
+        self.lock()
+            .idle_signal
+            .entry(target.clone())
+            .or_default()
+            .clone()
+    }
+
+    /// Waits, in order, for a slot for one more connection to `target`'s host. When the
+    /// total is reached, the oldest idle connection (of any host) is closed to make room.
+    pub async fn acquire(&self, target: &Target) -> Permits {
+        if !self.limited() {
+            return Permits::default();
+        }
+        let host = if self.limits.per_host > 0 {
+            let sem = self
+                .lock()
+                .hosts
+                .entry((target.https, target.host.clone(), target.port))
+                .or_insert_with(|| Arc::new(Semaphore::new(self.limits.per_host)))
+                .clone();
+            sem.acquire_owned().await.ok()
+        } else {
+            None
+        };
+        let total = match &self.total {
+            Some(sem) => {
+                if sem.available_permits() == 0 {
+                    self.evict_oldest_idle();
+                }
+                sem.clone().acquire_owned().await.ok()
+            }
+            None => None,
+        };
+        Permits(Some(Arc::new((host, total))))
+    }
+
+    fn evict_oldest_idle(&self) {
+        let mut g = self.lock();
+        let oldest =
+            g.h1.iter()
+                .filter_map(|(k, l)| l.first().map(|i| (i.since, k.clone())))
+                .min_by_key(|(since, _)| *since)
+                .map(|(_, k)| k);
+        let evicted = oldest.and_then(|k| g.h1.get_mut(&k).map(|l| l.remove(0)));
+        drop(g);
+        drop(evicted);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -98,8 +174,12 @@ impl Pool {
         } else {
             None
         };
+        let signal = g.idle_signal.get(target).cloned();
         drop(g);
         drop(evicted);
+        if let Some(s) = signal {
+            s.notify_waiters();
+        }
     }
 
     /// Shares an HTTP/2 connection with later requests for the same target.

@@ -36,6 +36,8 @@ pub struct Response {
     pub redirects: u32,
     pub remote: Option<SocketAddr>,
     pub timings: Timings,
+    /// Shown as the message of a successful response (a `danger` option was used).
+    pub warning: Option<String>,
 }
 
 impl Response {

@@ -13,9 +13,11 @@ use tokio_util::task::TaskTracker;
 use crate::code::{Code, Error, Result};
 use crate::engine::config::{RequestSpec, SessionConfig};
 use crate::engine::flow::{self, Progress};
-use crate::engine::pool::Pool;
+use crate::engine::pool::{Limits, Pool};
 use crate::engine::response::Response;
 use crate::engine::runtime::{on_runtime_thread, Runtime, RuntimeShared};
+use crate::net::dns::Resolver;
+use crate::net::proxy::Rules;
 use crate::net::tls::TlsConfigs;
 
 /// Receives the one outcome of a request.
@@ -40,6 +42,8 @@ pub struct SessionInner {
     pub(crate) cfg: SessionConfig,
     pub(crate) pool: Pool,
     pub(crate) tls: TlsConfigs,
+    pub(crate) resolver: Resolver,
+    pub(crate) proxies: Rules,
     pub(crate) tracker: TaskTracker,
     rt: Arc<RuntimeShared>,
     inflight: Mutex<HashMap<u64, oneshot::Sender<Error>>>,
@@ -123,11 +127,22 @@ impl Session {
         let shared = rt.shared().clone();
         shared.check_usable()?;
         let tls = TlsConfigs::new(&cfg)?;
-        let pool = Pool::new(cfg.pool_idle_timeout, cfg.pool_max_idle_per_host);
+        let proxies = Rules::new(&cfg.proxy)?;
+        let resolver = {
+            let _enter = shared.handle.enter();
+            Resolver::new(&cfg.dns)?
+        };
+        let limits = Limits {
+            total: cfg.max_connections,
+            per_host: cfg.max_connections_per_host,
+        };
+        let pool = Pool::new(cfg.pool_idle_timeout, cfg.pool_max_idle_per_host, limits);
         let inner = Arc::new(SessionInner {
             cfg,
             pool,
             tls,
+            resolver,
+            proxies,
             tracker: TaskTracker::new(),
             rt: shared.clone(),
             inflight: Mutex::new(HashMap::new()),

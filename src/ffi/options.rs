@@ -365,7 +365,7 @@ pub unsafe extern "C" fn tern_session_options_add_ca_file(
         let o = try_ffi!(err, mut_arg(opts, "opts"));
         let p = try_ffi!(err, str_arg(path, "path"));
         let certs = try_ffi!(err, tls::certs_from_pem_file(p));
-        o.cfg.extra_roots.extend(certs);
+        o.cfg.tls.extra_roots.extend(certs);
         tern_code::Ok
     }
 }
@@ -387,7 +387,7 @@ pub unsafe extern "C" fn tern_session_options_add_ca_pem(
         let o = try_ffi!(err, mut_arg(opts, "opts"));
         let data = try_ffi!(err, bytes_arg(pem, len, "pem"));
         let certs = try_ffi!(err, tls::certs_from_pem(data));
-        o.cfg.extra_roots.extend(certs);
+        o.cfg.tls.extra_roots.extend(certs);
         tern_code::Ok
     }
 }
@@ -407,7 +407,470 @@ pub unsafe extern "C" fn tern_session_options_set_system_roots(
 ) -> tern_code {
     ffi_boundary! {
         let o = try_ffi!(err, mut_arg(opts, "opts"));
-        o.cfg.use_system_roots = try_ffi!(err, bool_arg(use_system_roots, "use_system_roots"));
+        o.cfg.tls.use_system_roots = try_ffi!(err, bool_arg(use_system_roots, "use_system_roots"));
+        tern_code::Ok
+    }
+}
+
+/// The TLS protocol version (passed as `uint32_t`).
+///
+/// Since: 0.1
+#[repr(u32)]
+#[derive(Clone, Copy, Debug)]
+pub enum tern_tls_version {
+    /// No bound: TLS 1.2 and 1.3 are allowed.
+    Default = 0,
+    /// TLS 1.2.
+    Tls12 = 12,
+    /// TLS 1.3.
+    Tls13 = 13,
+}
+
+/// Which address families to connect to (passed as `uint32_t`).
+///
+/// Since: 0.1
+#[repr(u32)]
+#[derive(Clone, Copy, Debug)]
+pub enum tern_ip_family {
+    /// IPv4 and IPv6; when a name has both, they race (Happy Eyeballs). Default.
+    Any = 0,
+    /// IPv4 only.
+    V4 = 4,
+    /// IPv6 only.
+    V6 = 6,
+}
+
+/// Reads an optional C string: NULL and "" give `None`.
+///
+/// # Safety
+/// `p` is NULL or a valid C string.
+unsafe fn opt_str(p: *const c_char, name: &str) -> Result<Option<String>> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    let s = str_arg(p, name)?;
+    Ok((!s.is_empty()).then(|| s.to_owned()))
+}
+
+/// Sets the proxy for every request of the session: `http://`, `https://` (TLS to the
+/// proxy, verified like origins), `socks5://` (tern resolves the origin's name) or
+/// `socks5h://` (the proxy resolves it). Credentials in the URL are percent-decoded
+/// (`http://user:p%40ss@host:3128`). NULL or "" removes the proxy. Plain-http requests
+/// are forwarded in absolute form; https requests go through a CONNECT tunnel. Proxy
+/// credentials are sent to the proxy only. A proxy that cannot be reached fails the
+/// request with TERN_CODE_PROXY_CONNECT, never a direct connection.
+///
+/// Ownership: `url` is copied.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT (`opts`), TERN_CODE_INVALID_ARGUMENT (not UTF-8),
+/// TERN_CODE_INVALID_URL, TERN_CODE_UNSUPPORTED_SCHEME.
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_set_proxy(
+    opts: *mut tern_session_options,
+    url: *const c_char,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        let u = try_ffi!(err, opt_str(url, "url"));
+        if let Some(u) = &u {
+            try_ffi!(err, crate::net::proxy::validate_url(u));
+        }
+        o.cfg.proxy.url = u;
+        tern_code::Ok
+    }
+}
+
+/// Sets the proxy's user name and password (basic auth for HTTP proxies,
+/// username/password for SOCKS5), overriding credentials in the proxy URL. NULL `user`
+/// removes them.
+///
+/// Ownership: both strings are copied.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT (`opts`, or `password` with a user),
+/// TERN_CODE_INVALID_ARGUMENT (not UTF-8).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_set_proxy_credentials(
+    opts: *mut tern_session_options,
+    user: *const c_char,
+    password: *const c_char,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        if user.is_null() {
+            o.cfg.proxy.credentials = None;
+            return tern_code::Ok;
+        }
+        let u = try_ffi!(err, str_arg(user, "user")).to_owned();
+        let p = try_ffi!(err, str_arg(password, "password")).to_owned();
+        o.cfg.proxy.credentials = Some((u, p));
+        tern_code::Ok
+    }
+}
+
+/// Sets the hosts reached without the proxy, as curl's NO_PROXY: comma-separated host
+/// names (each also matches its subdomains; a leading dot is allowed), IP addresses,
+/// CIDR blocks, or `*` for all. With trust_env, it replaces the environment's NO_PROXY.
+///
+/// Ownership: `list` is copied.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (not UTF-8).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_set_no_proxy(
+    opts: *mut tern_session_options,
+    list: *const c_char,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        o.cfg.proxy.no_proxy = Some(try_ffi!(err, str_arg(list, "list")).to_owned());
+        tern_code::Ok
+    }
+}
+
+/// Reads proxies from the environment when no proxy is set (0 = off, default): for
+/// http URLs `http_proxy` then `HTTP_PROXY` (ignored when `REQUEST_METHOD` is set, the
+/// CGI rule), for https `https_proxy` then `HTTPS_PROXY`, else `all_proxy` /
+/// `ALL_PROXY`; hosts in `no_proxy` / `NO_PROXY` go direct. Lower case wins. Read
+/// once, when the session is made.
+///
+/// Ownership: nothing is kept.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT.
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_set_trust_env(
+    opts: *mut tern_session_options,
+    on: u32,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        o.cfg.proxy.trust_env = try_ffi!(err, bool_arg(on, "on"));
+        tern_code::Ok
+    }
+}
+
+/// Adds a header sent on CONNECT requests to the proxy only, never to the origin
+/// (libcurl's CURLOPT_PROXYHEADER, aiohttp's proxy_headers).
+///
+/// Ownership: `name` and `value` are copied.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT, TERN_CODE_INVALID_HEADER.
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_add_proxy_header(
+    opts: *mut tern_session_options,
+    name: *const c_char,
+    value: *const c_char,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        let (n, v) = try_ffi!(err, header_args(name, value));
+        o.cfg.proxy.connect_headers.append(n, v);
+        tern_code::Ok
+    }
+}
+
+/// Trusts every CA certificate found in the PEM files of a directory (as
+/// CURLOPT_CAPATH), in addition to the system's roots.
+///
+/// Ownership: the files are read during the call; `path` is not kept.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT, TERN_CODE_INVALID_FILE
+/// (unreadable, or no certificate in it).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_add_ca_dir(
+    opts: *mut tern_session_options,
+    path: *const c_char,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        let p = try_ffi!(err, str_arg(path, "path"));
+        let certs = try_ffi!(err, tls::certs_from_dir(p));
+        o.cfg.tls.extra_roots.extend(certs);
+        tern_code::Ok
+    }
+}
+
+/// Sets the client certificate (PEM chain, leaf first) and private key (PEM: PKCS#8,
+/// PKCS#1 RSA or SEC1 EC; RSA, ECDSA and Ed25519 keys) for mutual TLS, from files.
+///
+/// Ownership: the files are read during the call; the paths are not kept.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT, TERN_CODE_INVALID_FILE
+/// (unreadable, no certificate, no usable key).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_set_client_cert_file(
+    opts: *mut tern_session_options,
+    cert_path: *const c_char,
+    key_path: *const c_char,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        let cp = try_ffi!(err, str_arg(cert_path, "cert_path"));
+        let kp = try_ffi!(err, str_arg(key_path, "key_path"));
+        let read = |p: &str| std::fs::read(p).map_err(|e| Error::new(tern_code::InvalidFile, format!("cannot read {p:?}: {e}")));
+        let cert = try_ffi!(err, read(cp));
+        let key = try_ffi!(err, read(kp));
+        o.cfg.tls.client_identity = Some(try_ffi!(err, tls::identity_from_pem(&cert, &key)));
+        tern_code::Ok
+    }
+}
+
+/// Sets the client certificate and private key for mutual TLS from PEM bytes (formats
+/// as `tern_session_options_set_client_cert_file`).
+///
+/// Ownership: the bytes are read during the call and not kept.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_FILE.
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_set_client_cert_pem(
+    opts: *mut tern_session_options,
+    cert: *const u8,
+    cert_len: usize,
+    key: *const u8,
+    key_len: usize,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        let c = try_ffi!(err, bytes_arg(cert, cert_len, "cert"));
+        let k = try_ffi!(err, bytes_arg(key, key_len, "key"));
+        o.cfg.tls.client_identity = Some(try_ffi!(err, tls::identity_from_pem(c, k)));
+        tern_code::Ok
+    }
+}
+
+/// DANGER: accepts any server certificate (expired, self-signed, unknown issuer, any
+/// name) when 1. Default 0. Every response of an https request says so in its message.
+///
+/// Ownership: nothing is kept.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT.
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_set_danger_accept_invalid_certs(
+    opts: *mut tern_session_options,
+    on: u32,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        o.cfg.tls.danger_accept_invalid_certs = try_ffi!(err, bool_arg(on, "on"));
+        tern_code::Ok
+    }
+}
+
+/// DANGER: accepts a certificate issued for another host name when 1 (the chain is
+/// still verified). Default 0. Every response of an https request says so in its
+/// message.
+///
+/// Ownership: nothing is kept.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT.
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_set_danger_accept_invalid_hostnames(
+    opts: *mut tern_session_options,
+    on: u32,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        o.cfg.tls.danger_accept_invalid_hostnames = try_ffi!(err, bool_arg(on, "on"));
+        tern_code::Ok
+    }
+}
+
+fn tls_version(v: u32, name: &str) -> Result<Option<u8>> {
+    match v {
+        0 => Ok(None),
+        12 => Ok(Some(12)),
+        13 => Ok(Some(13)),
+        _ => Err(Error::new(
+            tern_code::InvalidArgument,
+            format!("`{name}` must be a tern_tls_version, not {v}"),
+        )),
+    }
+}
+
+/// Sets the lowest and highest TLS version (`tern_tls_version` values; DEFAULT = no
+/// bound). A server that cannot meet them fails with TERN_CODE_TLS.
+///
+/// Ownership: nothing is kept.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (unknown value, or
+/// min above max).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_set_tls_versions(
+    opts: *mut tern_session_options,
+    min: u32,
+    max: u32,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        let lo = try_ffi!(err, tls_version(min, "min"));
+        let hi = try_ffi!(err, tls_version(max, "max"));
+        if let (Some(a), Some(b)) = (lo, hi) {
+            if a > b {
+                return crate::ffi::boundary::fail(err, Error::new(tern_code::InvalidArgument, "min TLS version is above max"));
+            }
+        }
+        o.cfg.tls.min_version = lo;
+        o.cfg.tls.max_version = hi;
+        tern_code::Ok
+    }
+}
+
+/// Sends the server name in the TLS handshake (SNI) when 1 (default); 0 leaves it out.
+///
+/// Ownership: nothing is kept.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT.
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_set_sni(
+    opts: *mut tern_session_options,
+    on: u32,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        o.cfg.tls.sni = try_ffi!(err, bool_arg(on, "on"));
+        tern_code::Ok
+    }
+}
+
+/// Resolves names with these nameservers instead of the system resolver (UDP, with a
+/// TCP fall-back for truncated answers): a list of `ip[:port]` (IPv6 as
+/// `[addr]:port`; port 53 by default) separated by commas. NULL or "" returns to the
+/// system resolver.
+///
+/// Ownership: `list` is copied.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT (`opts`), TERN_CODE_INVALID_ARGUMENT (not UTF-8, or
+/// an entry that is not an address).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_set_nameservers(
+    opts: *mut tern_session_options,
+    list: *const c_char,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        let l = try_ffi!(err, opt_str(list, "list"));
+        o.cfg.dns.nameservers = match l {
+            Some(l) => try_ffi!(err, crate::net::dns::parse_nameservers(&l)),
+            None => Vec::new(),
+        };
+        tern_code::Ok
+    }
+}
+
+/// Adds a static answer that wins over every resolver, as curl's `--resolve`:
+/// `host:port:addr[,addr...]` (IPv6 addresses may be in brackets). Only connections
+/// to that host and port use it.
+///
+/// Ownership: `entry` is copied.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (malformed entry).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_add_resolve(
+    opts: *mut tern_session_options,
+    entry: *const c_char,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        let e = try_ffi!(err, str_arg(entry, "entry"));
+        let (k, ips) = try_ffi!(err, crate::net::dns::parse_override(e));
+        o.cfg.dns.overrides.insert(k, ips);
+        tern_code::Ok
+    }
+}
+
+/// Limits connections to one address family (a `tern_ip_family` value; default ANY,
+/// where a name with both families gets Happy Eyeballs: the second family is tried
+/// 250 ms after the first if that has not connected yet).
+///
+/// Ownership: nothing is kept.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT.
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_set_ip_family(
+    opts: *mut tern_session_options,
+    family: u32,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        o.cfg.dns.family = match family {
+            0 => crate::engine::config::IpFamily::Any,
+            4 => crate::engine::config::IpFamily::V4Only,
+            6 => crate::engine::config::IpFamily::V6Only,
+            v => return crate::ffi::boundary::fail(err, Error::new(tern_code::InvalidArgument, format!("unknown IP family {v}"))),
+        };
+        tern_code::Ok
+    }
+}
+
+/// Sets how long a DNS answer may be cached, in milliseconds (default 60000; 0 turns
+/// the cache off). Answers from nameservers are kept for their TTL, at most this long;
+/// answers from the system resolver (which gives no TTL) for exactly this long.
+///
+/// Ownership: nothing is kept.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT.
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_set_dns_cache_ttl_ms(
+    opts: *mut tern_session_options,
+    ms: u64,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        o.cfg.dns.cache_ttl = std::time::Duration::from_millis(ms);
+        tern_code::Ok
+    }
+}
+
+/// Limits the connections the session keeps open: in total and per host (scheme, host
+/// and port); 0 = no limit (default). A request beyond a limit waits, in order, for a
+/// connection to go idle or close (its time-outs still run); when the total is reached,
+/// the oldest idle connection is closed to make room. An HTTP/2 connection counts once.
+///
+/// Ownership: nothing is kept.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT.
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_set_connection_limits(
+    opts: *mut tern_session_options,
+    total: u32,
+    per_host: u32,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        o.cfg.max_connections = total as usize;
+        o.cfg.max_connections_per_host = per_host as usize;
         tern_code::Ok
     }
 }

@@ -249,3 +249,35 @@ pub unsafe extern "C" fn tern_request_set_http_version(
         tern_code::Ok
     }
 }
+
+/// Overrides the session's proxy for this request: a proxy URL (as
+/// `tern_session_options_set_proxy`; the session's no-proxy list still applies), ""
+/// for a direct connection, or NULL to use the session's choice again.
+///
+/// Ownership: `url` is copied.
+/// Thread safety: one thread at a time per request.
+/// Errors: TERN_CODE_NULL_ARGUMENT (`req`), TERN_CODE_INVALID_ARGUMENT (not UTF-8),
+/// TERN_CODE_INVALID_URL, TERN_CODE_UNSUPPORTED_SCHEME.
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_request_set_proxy(
+    req: *mut tern_request,
+    url: *const c_char,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let r = try_ffi!(err, mut_arg(req, "req"));
+        if url.is_null() {
+            r.spec.proxy = None;
+            return tern_code::Ok;
+        }
+        let u = try_ffi!(err, str_arg(url, "url"));
+        if u.is_empty() {
+            r.spec.proxy = Some(None);
+        } else {
+            try_ffi!(err, crate::net::proxy::validate_url(u));
+            r.spec.proxy = Some(Some(u.to_owned()));
+        }
+        tern_code::Ok
+    }
+}

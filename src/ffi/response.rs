@@ -36,7 +36,12 @@ pub struct tern_response {
 
 impl tern_response {
     pub fn new(resp: Response) -> tern_response {
-        let message = c_message(resp.error.as_ref().map_or("", |e| e.message.as_str()));
+        let message = match (&resp.error, &resp.warning) {
+            (Some(e), Some(w)) => c_message(&format!("{}; {w}", e.message)),
+            (Some(e), None) => c_message(&e.message),
+            (None, Some(w)) => c_message(w),
+            (None, None) => c_message(""),
+        };
         let effective_url = c_message(&resp.effective_url);
         let remote = c_message(&resp.remote.map(|a| a.to_string()).unwrap_or_default());
         tern_response {
@@ -90,7 +95,8 @@ pub unsafe extern "C" fn tern_response_code(resp: *const tern_response) -> tern_
 }
 
 /// The error message with its underlying cause (OS error, TLS alert, HTTP error),
-/// secrets redacted; "" when the code is TERN_CODE_OK.
+/// secrets redacted; "" when the code is TERN_CODE_OK, unless a `danger` option
+/// weakened TLS verification for this request, which the message then says.
 ///
 /// Ownership: borrowed from `resp`, valid until `tern_response_free`.
 /// Thread safety: any thread.

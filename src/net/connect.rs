@@ -1,5 +1,6 @@
-//! Dialling one connection: resolve, TCP connect (addresses in order), TLS, and the
-//! HTTP/1.1 or HTTP/2 handshake. Records the phase timings.
+//! Dialling one connection: resolve, TCP connect (Happy Eyeballs), the proxy (HTTP
+//! forward, CONNECT tunnel, SOCKS5), TLS, and the HTTP/1.1 or HTTP/2 handshake.
+//! Records the phase timings.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,23 +9,38 @@ use std::time::{Duration, Instant};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_util::either::Either;
 use tokio_util::task::TaskTracker;
 
 use crate::code::{Code, Error, Result};
 use crate::engine::body::ReqBody;
 use crate::engine::config::VersionPref;
-use crate::net::{dns, tls};
+use crate::engine::pool::Permits;
+use crate::net::dns::Resolver;
+use crate::net::proxy::{self, Kind, Proxy};
+use crate::net::tls;
 
-/// Where to connect and how.
+/// Where to connect and how: the pool key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Target {
     pub https: bool,
     pub host: String,
     pub port: u16,
     pub version: VersionPref,
+    pub proxy: Option<Proxy>,
+}
+
+impl Target {
+    /// Plain http through an HTTP(S) proxy: requests go in absolute form to the proxy.
+    pub fn forward(&self) -> bool {
+        !self.https
+            && self
+                .proxy
+                .as_ref()
+                .is_some_and(|p| matches!(p.kind, Kind::Http | Kind::Https))
+    }
 }
 
 /// The phases of dialling one connection.
@@ -51,8 +67,12 @@ pub struct Dialed {
 /// What dialling needs from the session.
 pub struct DialContext<'a> {
     pub tls: &'a tls::TlsConfigs,
+    pub resolver: &'a Resolver,
     pub tracker: &'a TaskTracker,
     pub max_header_size: usize,
+    pub connect_headers: &'a http::HeaderMap,
+    /// Held by the connection's task for as long as the connection lives.
+    pub permits: Permits,
 }
 
 /// Maps an I/O error to a connect-class code, keeping the OS error in the message.
@@ -66,71 +86,203 @@ pub fn io_error(e: &std::io::Error, what: &str) -> Error {
     Error::new(code, format!("{what}: {e}"))
 }
 
-/// Dials `target`: DNS, TCP, TLS (for https) and the HTTP handshake.
-pub async fn dial(ctx: DialContext<'_>, target: &Target) -> Result<Dialed> {
-    let mut t = DialTimings::default();
-    let start = Instant::now();
-    let addrs = dns::resolve(&target.host, target.port).await?;
-    t.dns = start.elapsed();
+/// The delay before the next address is tried in parallel (RFC 8305).
+const HAPPY_EYEBALLS_DELAY: Duration = Duration::from_millis(250);
 
-    let start = Instant::now();
-    let mut last_err = None;
-    let mut stream = None;
-    for addr in &addrs {
-        match TcpStream::connect(addr).await {
-            Ok(s) => {
-                stream = Some((s, *addr));
-                break;
-            }
-            Err(e) => last_err = Some(io_error(&e, &format!("connect to {addr} failed"))),
+/// Orders addresses by alternating families, starting with the resolver's first.
+fn interleave(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    let Some(first) = addrs.first().copied() else {
+        return addrs;
+    };
+    let (mut a, mut b): (Vec<_>, Vec<_>) = addrs
+        .into_iter()
+        .partition(|x| x.is_ipv4() == first.is_ipv4());
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    a.reverse();
+    b.reverse();
+    loop {
+        match (a.pop(), b.pop()) {
+            (None, None) => return out,
+            (x, y) => out.extend(x.into_iter().chain(y)),
         }
     }
-    let Some((tcp, remote)) = stream else {
-        return Err(
-            last_err.unwrap_or_else(|| Error::new(Code::Connect, "no address to connect to"))
-        );
+}
+
+/// Connects to the first address that answers; a new attempt starts every 250 ms
+/// while earlier ones are still pending (Happy Eyeballs).
+async fn connect_tcp(addrs: Vec<SocketAddr>) -> Result<(TcpStream, SocketAddr)> {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    let mut queue = interleave(addrs).into_iter();
+    let mut pending = FuturesUnordered::new();
+    let mut last_err = None;
+    let attempt = |a: SocketAddr| async move { (a, TcpStream::connect(a).await) };
+    match queue.next() {
+        Some(a) => pending.push(attempt(a)),
+        None => return Err(Error::new(Code::Connect, "no address to connect to")),
+    }
+    loop {
+        let delay = tokio::time::sleep(HAPPY_EYEBALLS_DELAY);
+        tokio::select! {
+            r = pending.next() => match r {
+                Some((a, Ok(s))) => return Ok((s, a)),
+                Some((a, Err(e))) => {
+                    last_err = Some(io_error(&e, &format!("connect to {a} failed")));
+                    if let Some(n) = queue.next() { pending.push(attempt(n)); }
+                    if pending.is_empty() {
+                        return Err(last_err.unwrap_or_else(|| Error::new(Code::Connect, "connect failed")));
+                    }
+                }
+                None => return Err(last_err.unwrap_or_else(|| Error::new(Code::Connect, "connect failed"))),
+            },
+            _ = delay, if queue.len() > 0 => {
+                if let Some(n) = queue.next() { pending.push(attempt(n)); }
+            }
+        }
+    }
+}
+
+fn server_name(host: &str) -> Result<ServerName<'static>> {
+    ServerName::try_from(
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+    )
+    .map_err(|e| {
+        Error::new(
+            Code::InvalidUrl,
+            format!("invalid TLS server name {host:?}: {e}"),
+        )
+    })
+}
+
+fn as_proxy_error(mut e: Error, p: &Proxy) -> Error {
+    e.message = format!(
+        "cannot reach the proxy {}:{}: {}",
+        p.host, p.port, e.message
+    );
+    e.code = Code::ProxyConnect;
+    e
+}
+
+/// Dials `target`: DNS, TCP, the proxy (if any), TLS (for https) and the HTTP handshake.
+pub async fn dial(ctx: DialContext<'_>, target: &Target) -> Result<Dialed> {
+    let mut t = DialTimings::default();
+    let (hop_host, hop_port) = match &target.proxy {
+        Some(p) => (p.host.as_str(), p.port),
+        None => (target.host.as_str(), target.port),
+    };
+    let start = Instant::now();
+    let addrs = ctx.resolver.resolve(hop_host, hop_port).await;
+    t.dns = start.elapsed();
+    let start = Instant::now();
+    let tcp = match addrs {
+        Ok(a) => connect_tcp(a).await,
+        Err(e) => Err(e),
+    };
+    let (tcp, remote) = match (&target.proxy, tcp) {
+        (_, Ok(x)) => x,
+        (Some(p), Err(e)) => return Err(as_proxy_error(e, p)),
+        (None, Err(e)) => return Err(e),
     };
     t.connect = start.elapsed();
     let _ = tcp.set_nodelay(true);
 
-    let (io, h2) = if target.https {
-        let start = Instant::now();
-        let cfg = ctx.tls.for_version(target.version);
-        let name = ServerName::try_from(
-            target
-                .host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-        )
-        .map_err(|e| {
-            Error::new(
-                Code::InvalidUrl,
-                format!("invalid TLS server name {:?}: {e}", target.host),
-            )
-        })?;
-        let s = TlsConnector::from(Arc::clone(&cfg))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| tls::classify(&e))?;
-        t.tls = start.elapsed();
-        let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
-        if target.version == VersionPref::Http2PriorKnowledge && !h2 {
-            return Err(Error::new(
-                Code::Protocol,
-                "HTTP/2 was required but the server did not agree to it in ALPN",
-            ));
-        }
-        (Either::Right(s), h2)
-    } else {
-        (
-            Either::Left(tcp),
-            target.version == VersionPref::Http2PriorKnowledge,
-        )
+    let sender = match target.proxy.clone() {
+        None => finish(&ctx, target, tcp, &mut t).await?,
+        Some(p) => match p.kind {
+            Kind::Http if target.https => {
+                let io =
+                    proxy::connect_tunnel(tcp, &target.host, target.port, &p, ctx.connect_headers)
+                        .await?;
+                finish(&ctx, target, io, &mut t).await?
+            }
+            Kind::Http => handshake(&ctx, tcp, false).await?,
+            Kind::Https => {
+                let start = Instant::now();
+                let s = TlsConnector::from(ctx.tls.proxy.clone())
+                    .connect(server_name(&p.host)?, tcp)
+                    .await
+                    .map_err(|e| {
+                        let mut err = tls::classify(&e);
+                        err.message = format!("TLS to the proxy {}: {}", p.host, err.message);
+                        err
+                    })?;
+                t.tls = start.elapsed();
+                if target.https {
+                    let io = proxy::connect_tunnel(
+                        s,
+                        &target.host,
+                        target.port,
+                        &p,
+                        ctx.connect_headers,
+                    )
+                    .await?;
+                    finish(&ctx, target, io, &mut t).await?
+                } else {
+                    handshake(&ctx, s, false).await?
+                }
+            }
+            Kind::Socks5 | Kind::Socks5h => {
+                let host = if p.kind == Kind::Socks5 {
+                    // Resolved by tern (its nameservers and overrides), handed over as an IP.
+                    let addrs = ctx.resolver.resolve(&target.host, target.port).await?;
+                    addrs[0].ip().to_string()
+                } else {
+                    target
+                        .host
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_owned()
+                };
+                let io = proxy::socks5(tcp, &host, target.port, &p).await?;
+                finish(&ctx, target, io, &mut t).await?
+            }
+        },
     };
+    Ok(Dialed {
+        sender,
+        remote,
+        timings: t,
+    })
+}
 
+/// TLS to the origin when it is https, then the HTTP handshake.
+async fn finish<I>(
+    ctx: &DialContext<'_>,
+    target: &Target,
+    io: I,
+    t: &mut DialTimings,
+) -> Result<Sender>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if !target.https {
+        return handshake(ctx, io, target.version == VersionPref::Http2PriorKnowledge).await;
+    }
+    let start = Instant::now();
+    let cfg = ctx.tls.for_version(target.version);
+    let s = TlsConnector::from(Arc::clone(&cfg))
+        .connect(server_name(&target.host)?, io)
+        .await
+        .map_err(|e| tls::classify(&e))?;
+    t.tls += start.elapsed();
+    let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+    if target.version == VersionPref::Http2PriorKnowledge && !h2 {
+        return Err(Error::new(
+            Code::Protocol,
+            "HTTP/2 was required but the server did not agree to it in ALPN",
+        ));
+    }
+    handshake(ctx, s, h2).await
+}
+
+async fn handshake<I>(ctx: &DialContext<'_>, io: I, h2: bool) -> Result<Sender>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(io);
-    let sender = if h2 {
+    let permits = ctx.permits.clone();
+    if h2 {
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .max_header_list_size(ctx.max_header_size.min(u32::MAX as usize) as u32)
             .handshake(io)
@@ -138,8 +290,9 @@ pub async fn dial(ctx: DialContext<'_>, target: &Target) -> Result<Dialed> {
             .map_err(|e| Error::new(Code::Protocol, format!("HTTP/2 handshake failed: {e}")))?;
         ctx.tracker.spawn(async move {
             let _ = conn.await;
+            drop(permits);
         });
-        Sender::H2(sender)
+        Ok(Sender::H2(sender))
     } else {
         let (sender, conn) = http1::Builder::new()
             .max_buf_size(ctx.max_header_size.max(8192))
@@ -149,12 +302,8 @@ pub async fn dial(ctx: DialContext<'_>, target: &Target) -> Result<Dialed> {
             .map_err(|e| Error::new(Code::Protocol, format!("HTTP/1.1 handshake failed: {e}")))?;
         ctx.tracker.spawn(async move {
             let _ = conn.await;
+            drop(permits);
         });
-        Sender::H1(sender)
-    };
-    Ok(Dialed {
-        sender,
-        remote,
-        timings: t,
-    })
+        Ok(Sender::H1(sender))
+    }
 }

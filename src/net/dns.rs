@@ -1,28 +1,219 @@
-//! Name resolution with the system resolver (`getaddrinfo` on tokio's blocking pool).
+//! Name resolution: static overrides, explicit nameservers (hickory-resolver), or the
+//! system resolver (`getaddrinfo` on tokio's blocking pool, answers cached for
+//! `cache_ttl`, 60 s by default, as curl's DNS cache).
 //!
 //! `getaddrinfo` is called directly rather than through `ToSocketAddrs`, so that a
 //! name that does not exist (EAI_NONAME) stays apart from a resolver that failed
 //! (EAI_AGAIN, EAI_FAIL, ...): DNS_NOT_FOUND and DNS are different codes.
 
+use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hickory_resolver::config::{
+    ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolverConfig,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::TokioResolver;
 
 use crate::code::{Code, Error, Result};
+use crate::engine::config::{DnsOptions, IpFamily};
 
-/// Resolves `host` to socket addresses with `port`; IP literals skip the resolver.
-pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
+/// Cached system-resolver answers: name → (when resolved, addresses).
+type Cache = Mutex<HashMap<String, (Instant, Arc<Vec<IpAddr>>)>>;
+
+/// The session's resolver: static overrides first, then hickory (explicit
+/// nameservers) or the system resolver, with a cache bounded by `cache_ttl`.
+pub struct Resolver {
+    overrides: HashMap<(String, u16), Vec<IpAddr>>,
+    hickory: Option<TokioResolver>,
+    family: IpFamily,
+    cache_ttl: Duration,
+    cache: Cache,
+}
+
+impl Resolver {
+    /// Builds the resolver; call inside the runtime (hickory spawns on it).
+    pub fn new(o: &DnsOptions) -> Result<Resolver> {
+        let hickory =
+            if o.nameservers.is_empty() {
+                None
+            } else {
+                let servers = o
+                    .nameservers
+                    .iter()
+                    .map(|sa| {
+                        let mut udp = ConnectionConfig::udp();
+                        udp.port = sa.port();
+                        let mut tcp = ConnectionConfig::tcp();
+                        tcp.port = sa.port();
+                        NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
+                    })
+                    .collect();
+                let mut b = hickory_resolver::Resolver::builder_with_config(
+                    ResolverConfig::from_name_servers(servers),
+                    TokioRuntimeProvider::default(),
+                );
+                let opts = b.options_mut();
+                opts.ip_strategy = match o.family {
+                    IpFamily::Any => LookupIpStrategy::Ipv4AndIpv6,
+                    IpFamily::V4Only => LookupIpStrategy::Ipv4Only,
+                    IpFamily::V6Only => LookupIpStrategy::Ipv6Only,
+                };
+                opts.ndots = 0;
+                opts.attempts = 2;
+                opts.timeout = Duration::from_secs(2);
+                if o.cache_ttl.is_zero() {
+                    opts.cache_size = 0;
+                } else {
+                    opts.positive_max_ttl = Some(o.cache_ttl);
+                    opts.negative_max_ttl = Some(o.cache_ttl);
+                }
+                Some(b.build().map_err(|e| {
+                    Error::new(Code::Dns, format!("cannot set up the resolver: {e}"))
+                })?)
+            };
+        Ok(Resolver {
+            overrides: o.overrides.clone(),
+            hickory,
+            family: o.family,
+            cache_ttl: o.cache_ttl,
+            cache: Mutex::new(HashMap::new()),
+        })
     }
-    let name = bare.to_owned();
-    match tokio::task::spawn_blocking(move || getaddrinfo(&name, port)).await {
-        Ok(r) => r,
-        Err(e) => Err(Error::new(Code::Dns, format!("resolver task failed: {e}"))),
+
+    /// Resolves `host` to socket addresses with `port`; IP literals skip the resolver.
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Some(ips) = self.overrides.get(&(bare.to_ascii_lowercase(), port)) {
+            return Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect());
+        }
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        let ips = match &self.hickory {
+            Some(h) => self.hickory_lookup(h, bare).await?,
+            None => self.system_lookup(bare).await?,
+        };
+        let ips: Vec<_> = ips
+            .iter()
+            .filter(|ip| self.family_ok(ip))
+            .map(|ip| SocketAddr::new(*ip, port))
+            .collect();
+        if ips.is_empty() {
+            return Err(Error::new(
+                Code::DnsNotFound,
+                format!(
+                    "{bare:?} has no address of the allowed family ({:?})",
+                    self.family
+                ),
+            ));
+        }
+        Ok(ips)
+    }
+
+    fn family_ok(&self, ip: &IpAddr) -> bool {
+        match self.family {
+            IpFamily::Any => true,
+            IpFamily::V4Only => ip.is_ipv4(),
+            IpFamily::V6Only => ip.is_ipv6(),
+        }
+    }
+
+    async fn hickory_lookup(&self, h: &TokioResolver, name: &str) -> Result<Arc<Vec<IpAddr>>> {
+        match h.lookup_ip(name).await {
+            Ok(l) => Ok(Arc::new(l.iter().collect())),
+            Err(e) if e.is_nx_domain() || e.is_no_records_found() => Err(Error::new(
+                Code::DnsNotFound,
+                format!("could not resolve {name:?}: {e}"),
+            )),
+            Err(e) => Err(Error::new(
+                Code::Dns,
+                format!("could not resolve {name:?}: {e}"),
+            )),
+        }
+    }
+
+    async fn system_lookup(&self, name: &str) -> Result<Arc<Vec<IpAddr>>> {
+        let key = name.to_ascii_lowercase();
+        if !self.cache_ttl.is_zero() {
+            let g = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, ips)) = g.get(&key) {
+                if at.elapsed() < self.cache_ttl {
+                    return Ok(ips.clone());
+                }
+            }
+        }
+        let n = name.to_owned();
+        let ips = match tokio::task::spawn_blocking(move || getaddrinfo(&n)).await {
+            Ok(r) => Arc::new(r?),
+            Err(e) => return Err(Error::new(Code::Dns, format!("resolver task failed: {e}"))),
+        };
+        if !self.cache_ttl.is_zero() {
+            let mut g = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if g.len() > 4096 {
+                g.clear();
+            }
+            g.insert(key, (Instant::now(), ips.clone()));
+        }
+        Ok(ips)
     }
 }
 
-fn getaddrinfo(host: &str, port: u16) -> Result<Vec<SocketAddr>> {
+/// Parses a curl `--resolve` entry, `host:port:addr[,addr...]` (IPv6 in brackets).
+pub fn parse_override(s: &str) -> Result<((String, u16), Vec<IpAddr>)> {
+    let bad = || {
+        Error::new(
+            Code::InvalidArgument,
+            format!("bad resolve entry {s:?}: expected host:port:addr[,addr]"),
+        )
+    };
+    let (host, rest) = s.split_once(':').ok_or_else(bad)?;
+    let (port, addrs) = rest.split_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let ips = addrs
+        .split(',')
+        .map(|a| {
+            a.trim()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| bad())?;
+    if host.is_empty() || ips.is_empty() {
+        return Err(bad());
+    }
+    Ok(((host.to_ascii_lowercase(), port), ips))
+}
+
+/// Parses a nameserver list, `ip[:port]` separated by commas or spaces (IPv6 as
+/// `[addr]:port`); the port defaults to 53.
+pub fn parse_nameservers(s: &str) -> Result<Vec<SocketAddr>> {
+    let mut out = Vec::new();
+    for part in s.split([',', ' ']).map(str::trim).filter(|p| !p.is_empty()) {
+        let sa = part
+            .parse::<SocketAddr>()
+            .or_else(|_| {
+                part.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<IpAddr>()
+                    .map(|ip| SocketAddr::new(ip, 53))
+            })
+            .map_err(|_| {
+                Error::new(
+                    Code::InvalidArgument,
+                    format!("bad nameserver {part:?}: expected ip[:port]"),
+                )
+            })?;
+        out.push(sa);
+    }
+    Ok(out)
+}
+
+fn getaddrinfo(host: &str) -> Result<Vec<IpAddr>> {
     let c_host =
         CString::new(host).map_err(|_| Error::new(Code::InvalidUrl, "host name contains NUL"))?;
     // SAFETY: zeroed addrinfo is a valid "no hints" value; we set the fields we use.
@@ -59,7 +250,6 @@ fn getaddrinfo(host: &str, port: u16) -> Result<Vec<SocketAddr>> {
         // SAFETY: p walks the list getaddrinfo returned, which stays valid until freed.
         let ai = unsafe { &*p };
         if let Some(addr) = sockaddr_to_std(ai.ai_addr, ai.ai_family) {
-            let addr = SocketAddr::new(addr, port);
             if !out.contains(&addr) {
                 out.push(addr);
             }

@@ -2,4 +2,5 @@
 
 pub mod connect;
 pub mod dns;
+pub mod proxy;
 pub mod tls;

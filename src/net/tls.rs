@@ -3,9 +3,11 @@
 
 use std::sync::{Arc, OnceLock};
 
+use rustls::client::danger::ServerCertVerifier;
+use rustls::client::WebPkiServerVerifier;
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::code::{Code, Error, Result};
 use crate::engine::config::{SessionConfig, VersionPref};
@@ -38,39 +40,85 @@ pub fn certs_from_pem(data: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-/// The TLS configurations of one session, one per ALPN choice.
+/// The TLS configurations of one session, one per ALPN choice, plus the one used for
+/// an https:// proxy (HTTP/1.1 ALPN, no client certificate).
 pub struct TlsConfigs {
     pub auto: Arc<ClientConfig>,
     pub http1: Arc<ClientConfig>,
     pub http2: Arc<ClientConfig>,
+    pub proxy: Arc<ClientConfig>,
+    /// A note for the response message when a `danger` option weakens verification.
+    pub danger_note: Option<String>,
 }
 
 impl TlsConfigs {
     pub fn new(cfg: &SessionConfig) -> Result<TlsConfigs> {
+        let t = &cfg.tls;
         let mut roots = RootCertStore::empty();
-        if cfg.use_system_roots {
+        if t.use_system_roots {
             roots.add_parsable_certificates(system_roots().iter().cloned());
         }
-        for c in &cfg.extra_roots {
+        for c in &t.extra_roots {
             roots.add(c.clone()).map_err(|e| {
                 Error::new(Code::InvalidFile, format!("CA certificate rejected: {e}"))
             })?;
         }
         let roots = Arc::new(roots);
-        let build = |alpn: &[&[u8]]| -> Result<Arc<ClientConfig>> {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let mut c = ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| Error::new(Code::Tls, format!("TLS setup: {e}")))?
-                .with_root_certificates(roots.clone())
-                .with_no_client_auth();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let versions = protocol_versions(t.min_version, t.max_version)?;
+        let verifier: Option<Arc<dyn ServerCertVerifier>> = if t.danger_accept_invalid_certs {
+            Some(Arc::new(danger::AcceptAny(provider.clone())))
+        } else if t.danger_accept_invalid_hostnames {
+            let inner =
+                WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+                    .build()
+                    .map_err(|e| Error::new(Code::InvalidArgument, format!("TLS verifier: {e}")))?;
+            Some(Arc::new(danger::AnyHostname(inner)))
+        } else {
+            None
+        };
+        let build = |alpn: &[&[u8]], client_auth: bool| -> Result<Arc<ClientConfig>> {
+            let b = ClientConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(&versions)
+                .map_err(|e| Error::new(Code::InvalidArgument, format!("TLS versions: {e}")))?;
+            let b = match &verifier {
+                Some(v) => b.dangerous().with_custom_certificate_verifier(v.clone()),
+                None => b.with_root_certificates(roots.clone()),
+            };
+            let mut c = match (&t.client_identity, client_auth) {
+                (Some((certs, key)), true) => b
+                    .with_client_auth_cert(certs.clone(), key.clone_key())
+                    .map_err(|e| {
+                        Error::new(
+                            Code::InvalidFile,
+                            format!("client certificate rejected: {e}"),
+                        )
+                    })?,
+                _ => b.with_no_client_auth(),
+            };
             c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            c.enable_sni = t.sni;
             Ok(Arc::new(c))
         };
+        let danger_note = if t.danger_accept_invalid_certs {
+            Some(
+                "warning: TLS certificate verification is disabled (danger_accept_invalid_certs)"
+                    .to_owned(),
+            )
+        } else if t.danger_accept_invalid_hostnames {
+            Some(
+                "warning: TLS host name verification is disabled (danger_accept_invalid_hostnames)"
+                    .to_owned(),
+            )
+        } else {
+            None
+        };
         Ok(TlsConfigs {
-            auto: build(&[b"h2", b"http/1.1"])?,
-            http1: build(&[b"http/1.1"])?,
-            http2: build(&[b"h2"])?,
+            auto: build(&[b"h2", b"http/1.1"], true)?,
+            http1: build(&[b"http/1.1"], true)?,
+            http2: build(&[b"h2"], true)?,
+            proxy: build(&[b"http/1.1"], false)?,
+            danger_note,
         })
     }
 
@@ -79,6 +127,174 @@ impl TlsConfigs {
             VersionPref::Auto => self.auto.clone(),
             VersionPref::Http1 => self.http1.clone(),
             VersionPref::Http2PriorKnowledge => self.http2.clone(),
+        }
+    }
+}
+
+fn protocol_versions(
+    min: Option<u8>,
+    max: Option<u8>,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>> {
+    let (lo, hi) = (min.unwrap_or(12), max.unwrap_or(13));
+    let v: Vec<_> = [
+        (12u8, &rustls::version::TLS12),
+        (13, &rustls::version::TLS13),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n >= lo && *n <= hi)
+    .map(|(_, v)| v)
+    .collect();
+    if v.is_empty() {
+        return Err(Error::new(
+            Code::InvalidArgument,
+            format!("no TLS version between 1.{} and 1.{}", lo % 10, hi % 10),
+        ));
+    }
+    Ok(v)
+}
+
+/// Reads a client certificate chain and its private key (PKCS#8, PKCS#1 RSA or SEC1
+/// EC, so RSA, ECDSA and Ed25519 keys) from PEM bytes.
+pub fn identity_from_pem(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)> {
+    let certs = certs_from_pem(cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
+        Error::new(
+            Code::InvalidFile,
+            format!("no usable private key in PEM: {e}"),
+        )
+    })?;
+    // Check that rustls can sign with it (and that it matches nothing absurd).
+    rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| Error::new(Code::InvalidFile, format!("unsupported private key: {e}")))?;
+    Ok((certs, Arc::new(key)))
+}
+
+/// Reads every certificate in the PEM files of a directory (as `CURLOPT_CAPATH`).
+pub fn certs_from_dir(path: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let entries = std::fs::read_dir(path).map_err(|e| {
+        Error::new(
+            Code::InvalidFile,
+            format!("cannot read CA directory {path:?}: {e}"),
+        )
+    })?;
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if !p.is_file() {
+            continue;
+        }
+        if let Ok(data) = std::fs::read(&p) {
+            if let Ok(certs) = certs_from_pem(&data) {
+                out.extend(certs);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::new(
+            Code::InvalidFile,
+            format!("no certificate found in CA directory {path:?}"),
+        ));
+    }
+    Ok(out)
+}
+
+mod danger {
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::crypto::CryptoProvider;
+    use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+    /// Accepts any certificate (signatures are still checked).
+    #[derive(Debug)]
+    pub struct AcceptAny(pub Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for AcceptAny {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    /// Verifies the chain but accepts a certificate for another host name.
+    #[derive(Debug)]
+    pub struct AnyHostname(pub Arc<WebPkiServerVerifier>);
+
+    impl ServerCertVerifier for AnyHostname {
+        fn verify_server_cert(
+            &self,
+            end: &CertificateDer<'_>,
+            inter: &[CertificateDer<'_>],
+            name: &ServerName<'_>,
+            ocsp: &[u8],
+            now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            match self.0.verify_server_cert(end, inter, name, ocsp, now) {
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForName
+                    | CertificateError::NotValidForNameContext { .. },
+                )) => Ok(ServerCertVerified::assertion()),
+                other => other,
+            }
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.0.verify_tls12_signature(m, c, d)
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.0.verify_tls13_signature(m, c, d)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.supported_verify_schemes()
         }
     }
 }
