@@ -314,6 +314,7 @@ async fn checkout_or_slot(
     if !s.pool.limited() {
         return s.pool.checkout(target).map(Ok);
     }
+    let _waiting = s.pool.waiting(target);
     loop {
         let signal = s.pool.idle_signal(target);
         let idle = signal.notified();

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,8 @@ struct Inner {
     h2: HashMap<Target, (http2::SendRequest<ReqBody>, SocketAddr)>,
     /// Wakes requests waiting for a connection limit when a connection goes idle.
     idle_signal: HashMap<Target, Arc<Notify>>,
+    /// Requests per target waiting for a connection under the limits.
+    waiting: HashMap<Target, usize>,
     /// Per (scheme, host, port) connection slots.
     hosts: HashMap<(bool, String, u16), Arc<Semaphore>>,
     closed: bool,
@@ -50,6 +53,35 @@ pub struct Pool {
     max_idle_per_host: usize,
     limits: Limits,
     total: Option<Arc<Semaphore>>,
+    /// Requests waiting for a slot under the total limit.
+    total_waiting: AtomicUsize,
+}
+
+/// Counts one request as waiting for a connection to its target while alive.
+pub struct Waiting<'a> {
+    pool: &'a Pool,
+    target: Target,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut g = self.pool.lock();
+        if let Some(n) = g.waiting.get_mut(&self.target) {
+            *n -= 1;
+            if *n == 0 {
+                g.waiting.remove(&self.target);
+            }
+        }
+    }
+}
+
+/// Counts one request as waiting for a total slot while alive.
+struct TotalWaiting<'a>(&'a AtomicUsize);
+
+impl Drop for TotalWaiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Pool {
@@ -60,12 +92,24 @@ impl Pool {
             max_idle_per_host,
             limits,
             total: (limits.total > 0).then(|| Arc::new(Semaphore::new(limits.total))),
+            total_waiting: AtomicUsize::new(0),
         }
     }
 
     /// Whether new connections need slots.
     pub fn limited(&self) -> bool {
         self.limits.total > 0 || self.limits.per_host > 0
+    }
+
+    /// Marks the caller as waiting for a connection to `target` until the guard drops:
+    /// a connection for `target` going idle is then kept for it, not closed to make
+    /// room for another host.
+    pub fn waiting(&self, target: &Target) -> Waiting<'_> {
+        *self.lock().waiting.entry(target.clone()).or_default() += 1;
+        Waiting {
+            pool: self,
+            target: target.clone(),
+        }
     }
 
     /// The signal that fires when a connection for `target` goes idle.
@@ -78,7 +122,11 @@ impl Pool {
     }
 
     /// Waits, in order, for a slot for one more connection to `target`'s host. When the
-    /// total is reached, the oldest idle connection (of any host) is closed to make room.
+    /// total is reached, the oldest idle connection (of any host) is closed to make room,
+    /// now or, while this waits, when a connection nobody waits for goes idle
+    /// (`put_h1`). The waiter is counted before the idle list is looked at, and
+    /// `put_h1` reads the count under the same lock, so one of the two always sees the
+    /// other.
     pub async fn acquire(&self, target: &Target) -> Permits {
         if !self.limited() {
             return Permits::default();
@@ -96,6 +144,8 @@ impl Pool {
         };
         let total = match &self.total {
             Some(sem) => {
+                self.total_waiting.fetch_add(1, Ordering::SeqCst);
+                let _counted = TotalWaiting(&self.total_waiting);
                 if sem.available_permits() == 0 {
                     self.evict_oldest_idle();
                 }
@@ -161,6 +211,13 @@ impl Pool {
         }
         let mut g = self.lock();
         if g.closed {
+            return;
+        }
+        if self.total_waiting.load(Ordering::SeqCst) > 0 && !g.waiting.contains_key(target) {
+            // Another host waits for a total slot and nobody here wants this one:
+            // closing it hands its slot over.
+            drop(g);
+            drop(sender);
             return;
         }
         let list = g.h1.entry(target.clone()).or_default();

@@ -87,15 +87,16 @@ impl Resolver {
     /// Resolves `host` to socket addresses with `port`; IP literals skip the resolver.
     pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>> {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
-        if let Some(ips) = self.overrides.get(&(bare.to_ascii_lowercase(), port)) {
-            return Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect());
-        }
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
-        let ips = match &self.hickory {
-            Some(h) => self.hickory_lookup(h, bare).await?,
-            None => self.system_lookup(bare).await?,
+        let ips = match (
+            self.overrides.get(&(bare.to_ascii_lowercase(), port)),
+            &self.hickory,
+        ) {
+            (Some(ips), _) => Arc::new(ips.clone()),
+            (None, Some(h)) => self.hickory_lookup(h, bare).await?,
+            (None, None) => self.system_lookup(bare).await?,
         };
         let ips: Vec<_> = ips
             .iter()

@@ -166,9 +166,18 @@ pub fn identity_from_pem(
             format!("no usable private key in PEM: {e}"),
         )
     })?;
-    // Check that rustls can sign with it (and that it matches nothing absurd).
-    rustls::crypto::ring::sign::any_supported_type(&key)
-        .map_err(|e| Error::new(Code::InvalidFile, format!("unsupported private key: {e}")))?;
+    // Check now, not at the first handshake, that rustls can sign with the key and
+    // that it belongs to the first certificate.
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(certs.clone(), key.clone_key(), &provider).map_err(
+        |e| match e {
+            rustls::Error::InconsistentKeys(_) => Error::new(
+                Code::InvalidFile,
+                "the private key does not belong to the client certificate",
+            ),
+            e => Error::new(Code::InvalidFile, format!("unusable client identity: {e}")),
+        },
+    )?;
     Ok((certs, Arc::new(key)))
 }
 

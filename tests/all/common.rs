@@ -428,7 +428,15 @@ impl RawServer {
     where
         F: Fn(usize, TcpStream) + Send + Sync + 'static,
     {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1:0", handler)
+    }
+
+    /// As `start`, on a given address.
+    pub fn start_on<F>(addr: &str, handler: F) -> RawServer
+    where
+        F: Fn(usize, TcpStream) + Send + Sync + 'static,
+    {
+        let l = TcpListener::bind(addr).unwrap();
         let port = l.local_addr().unwrap().port();
         let accepted = Arc::new(AtomicUsize::new(0));
         let acc = accepted.clone();

@@ -6,4 +6,5 @@ mod common;
 mod faults;
 mod http;
 mod lifecycle;
+mod options;
 mod static_checks;
