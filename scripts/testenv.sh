@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
-# Local test environment for tern: real nginx servers on loopback high ports.
+# Local test environment for tern: real servers on loopback high ports.
 #
 #   scripts/testenv.sh start   install missing packages (apt), generate a test
-#                              PKI and content, (re)start nginx, wait until every
-#                              port answers, write $TERN_TESTENV_DIR/env.sh and
-#                              print its path on stdout.
-#   scripts/testenv.sh stop    stop nginx (TERM, up to 5 s, then KILL); files stay.
-#   scripts/testenv.sh status  exit 0 if nginx is running, 1 if not.
+#                              PKI and content, (re)start nginx and the proxies
+#                              and DNS server below, wait until every one answers
+#                              a real request, write $TERN_TESTENV_DIR/env.sh
+#                              and print its path on stdout.
+#   scripts/testenv.sh stop    stop everything by pid (TERM, up to 5 s, then KILL);
+#                              files stay.
+#   scripts/testenv.sh status  report each server; exit 0 if all are running.
+#
+# Servers (all on 127.0.0.1; nginx also on [::1] for the plain HTTP port):
+#   nginx       18080 http, 18081 h2c, 18443-18448 https variants
+#   squid       13128 HTTP proxy with basic auth (tern / "p@ss word"),
+#               13129 without auth; CONNECT to 127.0.0.1:1024-65535; resolves
+#               proxy-only.test (a name only squid knows) to 127.0.0.1
+#   tinyproxy   13130 HTTP proxy, no auth
+#   microsocks  11080 SOCKS5 with auth (tern / s0cks), 11081 without
+#   socat       13443 HTTPS proxy: TLS (testenv leaf cert) in front of squid 13129
+#   dnsmasq     15353 UDP+TCP DNS: {v4,v6,dual,app}.tern.test, TTL 2 s
+# Each has a pid file $DIR/<name>.pid and logs in $DIR/logs.
 #
 # Environment:
 #   TERN_TESTENV_DIR   state directory (default: <repo>/target/testenv)
@@ -14,7 +27,6 @@
 #   TERN_TESTENV_ECHO  auto (default) | module | fallback : how /echo is served
 #   TERN_NGINX         nginx binary (default: nginx from PATH or /usr/sbin/nginx)
 #
-# Everything binds to 127.0.0.1 (and [::1] for the plain HTTP port) only.
 # Usage from a test shell:   . "$(scripts/testenv.sh start)"
 set -euo pipefail
 
@@ -31,7 +43,24 @@ PORT_WRONGHOST=18446
 PORT_SELFSIGNED=18447
 PORT_CLIENTCERT=18448
 
-READY_TIMEOUT=20   # seconds for all ports to answer
+PORT_SQUID=13128          # HTTP proxy, basic auth
+PORT_SQUID_NOAUTH=13129   # HTTP proxy, no auth
+PORT_TINYPROXY=13130      # HTTP proxy, no auth
+PORT_HTTPS_PROXY=13443    # TLS -> squid 13129
+PORT_SOCKS=11080          # SOCKS5, user/password
+PORT_SOCKS_NOAUTH=11081   # SOCKS5, no auth
+PORT_DNS=15353            # UDP and TCP
+
+PROXY_USER=tern
+PROXY_PASS='p@ss word'
+SOCKS_USER=tern
+SOCKS_PASS=s0cks
+PROXY_ONLY_HOST=proxy-only.test   # known to squid's hosts_file only
+
+# Started after nginx, in this order; stopped before it.
+SERVICES=(dnsmasq squid tinyproxy microsocks microsocks-noauth https-proxy)
+
+READY_TIMEOUT=30   # seconds for all ports to answer
 STOP_TIMEOUT=5     # seconds between TERM and KILL
 
 ECHO_MODULE_SO=/usr/lib/nginx/modules/ngx_http_echo_module.so
@@ -51,29 +80,98 @@ nginx_bin() {
     fi
 }
 
-# Prints the pid of our nginx master if it is alive, else nothing (exit 1).
-# Checks the command line so that a recycled pid is never mistaken for ours.
-running_pid() {
-    local pidfile=$DIR/nginx.pid pid cmdline
+# find_bin NAME : path of a program, also from /usr/sbin and /usr/bin when they
+# are not in PATH (non-root shells); nothing and exit 1 if not installed.
+find_bin() {
+    local p
+    if p=$(command -v "$1" 2>/dev/null) && [[ $p == /* ]]; then
+        printf '%s\n' "$p"
+        return 0
+    fi
+    for p in /usr/sbin/"$1" /usr/bin/"$1" /sbin/"$1"; do
+        if [[ -x $p ]]; then
+            printf '%s\n' "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# Squid's basic auth helper (its directory differs between distributions).
+squid_auth_helper() {
+    local p
+    for p in /usr/lib/squid/basic_ncsa_auth /usr/lib64/squid/basic_ncsa_auth \
+        /usr/libexec/squid/basic_ncsa_auth /usr/lib/squid3/basic_ncsa_auth; do
+        if [[ -x $p ]]; then
+            printf '%s\n' "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# pid_file_check FILE PATTERN... : prints the pid recorded in FILE if that
+# process is alive and its command line matches every glob PATTERN, so that a
+# recycled pid is never mistaken for ours.
+pid_file_check() {
+    local pidfile=$1 pid cmdline pat
+    shift
     [[ -r $pidfile ]] || return 1
     read -r pid <"$pidfile" || return 1
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     alive "$pid" || return 1
     cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-    [[ $cmdline == *nginx* && $cmdline == *"$DIR/nginx.conf"* ]] || return 1
+    for pat in "$@"; do
+        # shellcheck disable=SC2053 # glob match intended
+        [[ $cmdline == $pat ]] || return 1
+    done
     printf '%s\n' "$pid"
 }
 
-# Direct children of a pid (the nginx workers), read from /proc (no procps needed).
-children_of() {
-    local parent=$1 status ppid
-    for status in /proc/[0-9]*/status; do
-        ppid=$(awk '/^PPid:/ { print $2; exit }' "$status" 2>/dev/null) || continue
-        if [[ $ppid == "$parent" ]]; then
-            status=${status#/proc/}
-            printf '%s\n' "${status%/status}"
-        fi
-    done
+# Prints the pid of our nginx master if it is alive, else nothing (exit 1).
+running_pid() {
+    service_pid nginx
+}
+
+# The command-line patterns that identify each service started by cmd_start.
+# (microsocks blanks its -u/-P arguments, so it is recognised by its port.)
+service_patterns() {
+    local d # $DIR with glob characters escaped
+    d=$(printf '%s\n' "$DIR" | sed 's/[][*?\\]/\\&/g')
+    case $1 in
+        nginx) printf '%s\n' "*nginx*" "*$d/nginx.conf*" ;;
+        squid) printf '%s\n' "*squid*" "*-f $d/conf/squid.conf*" ;;
+        tinyproxy) printf '%s\n' "*tinyproxy*" "*-c $d/conf/tinyproxy.conf*" ;;
+        microsocks) printf '%s\n' "*microsocks*" "* -i 127.0.0.1 -p $PORT_SOCKS *" ;;
+        microsocks-noauth) printf '%s\n' "*microsocks*" "* -i 127.0.0.1 -p $PORT_SOCKS_NOAUTH *" ;;
+        https-proxy) printf '%s\n' "*socat*" "*OPENSSL-LISTEN:$PORT_HTTPS_PROXY,*$d/pki/*" ;;
+        dnsmasq) printf '%s\n' "*dnsmasq*" "*--pid-file=$d/dnsmasq.pid*" ;;
+        *) die "unknown service $1" ;;
+    esac
+}
+
+# service_pid NAME : pid of our running NAME (from $DIR/NAME.pid), or exit 1.
+service_pid() {
+    local -a pats
+    mapfile -t pats < <(service_patterns "$1")
+    pid_file_check "$DIR/$1.pid" "${pats[@]}"
+}
+
+# All descendants of a pid (nginx workers, squid helpers, socat's forks), from
+# one read of /proc.
+descendants_of() {
+    # shellcheck disable=SC2002 # cat skips processes that vanish meanwhile
+    cat /proc/[0-9]*/status 2>/dev/null | awk -v root="$1" '
+        /^Pid:/ { pid = $2 }
+        /^PPid:/ { kids[$2] = kids[$2] " " pid }
+        END {
+            n = split(kids[root], queue, " ")
+            for (i = 1; i <= n; i++) {
+                print queue[i]
+                m = split(kids[queue[i]], more, " ")
+                for (j = 1; j <= m; j++) queue[++n] = more[j]
+            }
+        }'
 }
 
 # A zombie counts as dead: it holds no sockets, and its reaping is up to
@@ -110,12 +208,24 @@ pkg_available() {
     [[ -n $cand && $cand != "(none)" ]]
 }
 
+# Debian packages of the servers besides nginx, and the tools the readiness
+# checks use: "package:program" (program checked by find_bin).
+SERVICE_PACKAGES=(squid:squid tinyproxy:tinyproxy microsocks:microsocks socat:socat
+    dnsmasq-base:dnsmasq bind9-dnsutils:dig)
+
 ensure_packages() {
     local -a missing=()
     [[ -x $(nginx_bin) ]] || missing+=(nginx)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
     [[ -s /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)
+    local entry
+    for entry in "${SERVICE_PACKAGES[@]}"; do
+        find_bin "${entry#*:}" >/dev/null || missing+=("${entry%%:*}")
+    done
+    if [[ ! " ${missing[*]} " =~ " squid " ]] && ! squid_auth_helper >/dev/null; then
+        missing+=(squid) # the helper is part of the squid package
+    fi
     local want_echo=0
     if [[ ${TERN_TESTENV_ECHO:-auto} != fallback && ! -e $ECHO_MODULE_SO ]] \
         && [[ -z ${TERN_NGINX:-} ]] && ! echo_builtin; then
@@ -133,8 +243,9 @@ ensure_packages() {
     fi
     command -v apt-get >/dev/null 2>&1 || die "missing: ${missing[*]} echo-module; apt-get not found"
 
-    # Keep the distribution's nginx service from starting (it would bind :80)
-    # while the package is installed: a temporary policy-rc.d, only if none exists.
+    # Keep the distributions' services (nginx on :80, squid on :3128, tinyproxy
+    # on :8888) from starting while the packages are installed: a temporary
+    # policy-rc.d, only if none exists.
     local policy=/usr/sbin/policy-rc.d own_policy=0
     if [[ ! -e $policy ]]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy"
@@ -146,7 +257,21 @@ ensure_packages() {
     local apt_log=$DIR/apt.log
     log "apt-get update (output: $apt_log)"
     apt-get update -q >"$apt_log" 2>&1 || { tail -n 20 "$apt_log" >&2; die "apt-get update failed"; }
-    local -a pkgs=("${missing[@]}")
+    local -a pkgs=() unavailable=()
+    local pkg
+    for pkg in "${missing[@]}"; do
+        if [[ $pkg == bind9-dnsutils ]] && ! pkg_available "$pkg" && pkg_available dnsutils; then
+            pkg=dnsutils # older releases
+        fi
+        if pkg_available "$pkg"; then
+            pkgs+=("$pkg")
+        else
+            unavailable+=("$pkg")
+        fi
+    done
+    if ((${#unavailable[@]} > 0)); then
+        die "package(s) not installable (no candidate in the apt repositories): ${unavailable[*]}"
+    fi
     if ((want_echo)); then
         if pkg_available libnginx-mod-http-echo; then
             pkgs+=(libnginx-mod-http-echo)
@@ -168,6 +293,11 @@ ensure_packages() {
         trap - EXIT
     fi
     [[ -x $(nginx_bin) ]] || die "nginx still not found after install"
+    for entry in "${SERVICE_PACKAGES[@]}"; do
+        find_bin "${entry#*:}" >/dev/null \
+            || die "${entry#*:} still not found after installing ${entry%%:*}"
+    done
+    squid_auth_helper >/dev/null || die "squid's basic_ncsa_auth helper not found after install"
 }
 
 # -------------------------------------------------------------------- PKI ---
@@ -630,18 +760,218 @@ EOF
     } >"$DIR/nginx.conf"
 }
 
+# -------------------------------------------------------- proxies and DNS ---
+
+# The unprivileged user that root-started squid/tinyproxy/dnsmasq switch to
+# (squid refuses to run as root).
+DAEMON_USER=
+DAEMON_GROUP=
+pick_daemon_user() {
+    DAEMON_USER=
+    DAEMON_GROUP=
+    ((EUID == 0)) || return 0
+    if getent passwd proxy >/dev/null 2>&1; then
+        DAEMON_USER=proxy
+    else
+        DAEMON_USER=nobody
+    fi
+    DAEMON_GROUP=$(id -gn "$DAEMON_USER")
+}
+
+write_squid_conf() {
+    local conf=$DIR/conf helper hash logs=$DIR/logs
+    helper=$(squid_auth_helper) || die "squid's basic_ncsa_auth helper not found"
+    hash=$(openssl passwd -apr1 "$PROXY_PASS") || die "openssl passwd -apr1 failed"
+    printf '%s:%s\n' "$PROXY_USER" "$hash" >"$conf/squid-passwd"
+    # squid's own hosts file replaces /etc/hosts for squid only.
+    printf '127.0.0.1 localhost %s\n' "$PROXY_ONLY_HOST" >"$conf/squid-hosts"
+    chmod 644 "$conf/squid-passwd" "$conf/squid-hosts"
+    mkdir -p "$DIR/tmp/squid"
+    : >"$logs/squid-cache.log"
+    : >"$logs/squid-access.log"
+    if [[ -n $DAEMON_USER ]]; then
+        chown "$DAEMON_USER:$DAEMON_GROUP" "$DIR/tmp/squid" "$logs/squid-cache.log" \
+            "$logs/squid-access.log"
+    fi
+    {
+        cat <<EOF
+# Generated by scripts/testenv.sh -- do not edit.
+http_port 127.0.0.1:$PORT_SQUID name=auth
+http_port 127.0.0.1:$PORT_SQUID_NOAUTH name=noauth
+${DAEMON_USER:+cache_effective_user $DAEMON_USER}
+visible_hostname tern-testenv
+pid_filename none
+cache_log $logs/squid-cache.log
+access_log stdio:$logs/squid-access.log
+cache_store_log none
+coredump_dir $DIR/tmp/squid
+cache deny all
+cache_mem 8 MB
+pinger_enable off
+netdb_filename none
+shutdown_lifetime 0 seconds
+
+# Names: only this hosts file; anything else goes to a DNS server on
+# 127.0.0.1:53 that does not exist and fails after dns_timeout (no queries
+# leave the machine).
+hosts_file $conf/squid-hosts
+dns_nameservers 127.0.0.1
+dns_timeout 2 seconds
+dns_retransmit_interval 1 second
+udp_incoming_address 127.0.0.1
+negative_dns_ttl 1 second
+
+auth_param basic program $helper $conf/squid-passwd
+auth_param basic children 2 startup=1 idle=1
+auth_param basic realm tern test proxy
+auth_param basic credentialsttl 1 minute
+
+acl auth_port myportname auth
+acl noauth_port myportname noauth
+acl tern_dst dst 127.0.0.1 ::1
+acl tern_ports port 1024-65535
+acl CONNECT method CONNECT
+acl tern_user proxy_auth REQUIRED
+
+http_access deny !tern_dst
+http_access deny CONNECT !tern_ports
+http_access allow noauth_port
+http_access allow auth_port tern_user
+http_access deny all
+EOF
+    } >"$conf/squid.conf"
+}
+
+write_tinyproxy_conf() {
+    {
+        printf '# Generated by scripts/testenv.sh -- do not edit.\n'
+        if [[ -n $DAEMON_USER ]]; then
+            printf 'User %s\nGroup %s\n' "$DAEMON_USER" "$DAEMON_GROUP"
+        fi
+        # No ConnectPort line: CONNECT is allowed to every port.
+        cat <<EOF
+Port $PORT_TINYPROXY
+Listen 127.0.0.1
+Timeout 600
+Allow 127.0.0.1
+MaxClients 200
+LogLevel Info
+EOF
+    } >"$DIR/conf/tinyproxy.conf"
+}
+
+# spawn NAME CMD... : run CMD in the background in a session of its own, with
+# stdin closed and output to $DIR/logs/NAME.log, and record its pid in
+# $DIR/NAME.pid (setsid does not fork here: a background job of a
+# non-interactive shell is no process-group leader).
+spawn() {
+    local name=$1
+    shift
+    setsid "$@" </dev/null >"$DIR/logs/$name.log" 2>&1 9>&- &
+    printf '%s\n' "$!" >"$DIR/$name.pid"
+}
+
+start_services() {
+    local pki=$DIR/pki
+    pick_daemon_user
+    write_squid_conf
+    write_tinyproxy_conf
+
+    local -a dns_user=()
+    [[ -n $DAEMON_USER ]] && dns_user=(--user="$DAEMON_USER" --group="$DAEMON_GROUP")
+    spawn dnsmasq "$(find_bin dnsmasq)" --keep-in-foreground --conf-file=/dev/null \
+        --no-resolv --no-hosts --no-poll --bind-interfaces --listen-address=127.0.0.1 \
+        --port="$PORT_DNS" --pid-file="$DIR/dnsmasq.pid" --log-facility=- \
+        "${dns_user[@]}" --local-ttl=2 --local=/tern.test/ \
+        --host-record=v4.tern.test,127.0.0.1 \
+        --host-record=v6.tern.test,::1 \
+        --host-record=dual.tern.test,127.0.0.1,::1 \
+        --host-record=app.tern.test,127.0.0.1
+    spawn squid "$(find_bin squid)" -N -f "$DIR/conf/squid.conf"
+    spawn tinyproxy "$(find_bin tinyproxy)" -d -c "$DIR/conf/tinyproxy.conf"
+    spawn microsocks "$(find_bin microsocks)" -i 127.0.0.1 -p "$PORT_SOCKS" \
+        -u "$SOCKS_USER" -P "$SOCKS_PASS"
+    spawn microsocks-noauth "$(find_bin microsocks)" -i 127.0.0.1 -p "$PORT_SOCKS_NOAUTH"
+    spawn https-proxy "$(find_bin socat)" \
+        "OPENSSL-LISTEN:$PORT_HTTPS_PROXY,bind=127.0.0.1,reuseaddr,fork,verify=0,cert=$pki/leaf-chain.pem,key=$pki/leaf-key.pem" \
+        "TCP:127.0.0.1:$PORT_SQUID_NOAUTH"
+}
+
+# Fail early, and clearly, if something else already listens on one of our
+# TCP ports (a readiness check could otherwise pass against it).
+check_ports_free() {
+    local port
+    for port in "$PORT_HTTP" "$PORT_H2C" "$PORT_HTTPS" "$PORT_HTTPS_H1" "$PORT_EXPIRED" \
+        "$PORT_WRONGHOST" "$PORT_SELFSIGNED" "$PORT_CLIENTCERT" "$PORT_SQUID" \
+        "$PORT_SQUID_NOAUTH" "$PORT_TINYPROXY" "$PORT_HTTPS_PROXY" "$PORT_SOCKS" \
+        "$PORT_SOCKS_NOAUTH" "$PORT_DNS"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            die "127.0.0.1:$port is already in use by a process this script did not start (or whose pid file is gone); stop it first"
+        fi
+    done
+}
+
 # ------------------------------------------------------------- start/stop ---
 
-# wait_url DEADLINE DESCRIPTION CURL_ARGS... : poll until curl gets a 200.
+# wait_url DEADLINE DESCRIPTION CURL_ARGS... : poll until curl gets a 200
+# (directly: any proxy from the environment is ignored).
 wait_url() {
-    local deadline=$1 what=$2 code
+    local deadline=$1 what=$2
     shift 2
+    wait_curl "$deadline" "$what" "" --noproxy '*' "$@"
+}
+
+# wait_curl DEADLINE DESCRIPTION SERVICES CURL_ARGS... : as wait_url, for
+# requests through a proxy given in CURL_ARGS (--noproxy '' so NO_PROXY cannot
+# bypass it); gives up at once when one of the SERVICES (names, space
+# separated) has exited.
+wait_curl() {
+    local deadline=$1 what=$2 services=$3 code
+    shift 3
     while :; do
-        code=$(curl -sS -g --noproxy '*' -o /dev/null -w '%{http_code}' \
-            --connect-timeout 1 --max-time 2 "$@" 2>/dev/null) || code=000
+        code=$(curl -sS -g -o /dev/null -w '%{http_code}' \
+            --connect-timeout 1 --max-time 3 "$@" 2>/dev/null) || code=000
         [[ $code == 200 ]] && return 0
+        exited "$what" "$services" && return 1
         if ((SECONDS >= deadline)); then
             log "$what did not answer 200 within ${READY_TIMEOUT}s (last status: $code)"
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+# exited DESCRIPTION SERVICES : true (with a message) if one of SERVICES is no
+# longer running.
+exited() {
+    local name
+    for name in $2; do
+        if ! service_pid "$name" >/dev/null; then
+            log "$1: $name exited (logs in $DIR/logs)"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# wait_dns DEADLINE [+tcp] NAME TYPE EXPECTED : poll dnsmasq until it answers.
+wait_dns() {
+    local deadline=$1 answer
+    shift
+    local -a opts=()
+    if [[ $1 == +tcp ]]; then
+        opts=(+tcp)
+        shift
+    fi
+    local name=$1 type=$2 expected=$3 dig
+    dig=$(find_bin dig) || die "dig not found"
+    while :; do
+        answer=$("$dig" +short +time=1 +tries=1 "${opts[@]}" -p "$PORT_DNS" @127.0.0.1 \
+            "$name" "$type" 2>/dev/null | sort | tr '\n' ' ') || answer=
+        [[ $answer == "$expected " ]] && return 0
+        exited "dnsmasq :$PORT_DNS" dnsmasq && return 1
+        if ((SECONDS >= deadline)); then
+            log "dnsmasq :$PORT_DNS ${opts[*]} did not answer $name $type = $expected within ${READY_TIMEOUT}s (got: ${answer:-nothing})"
             return 1
         fi
         sleep 0.1
@@ -664,6 +994,32 @@ wait_ready() {
     wait_url "$deadline" ":$PORT_SELFSIGNED" -k "https://localhost:$PORT_SELFSIGNED/hello" || ok=0
     wait_url "$deadline" ":$PORT_CLIENTCERT" "${tls[@]}" --cert "$pki/client.pem" \
         --key "$pki/client-key.pem" "https://localhost:$PORT_CLIENTCERT/hello" || ok=0
+
+    # Every proxy: a real request through it to the plain HTTP server.
+    local target=http://127.0.0.1:$PORT_HTTP/hello
+    local -a via=(--noproxy '')
+    wait_curl "$deadline" "squid :$PORT_SQUID" squid "${via[@]}" --proxy "http://127.0.0.1:$PORT_SQUID" \
+        --proxy-user "$PROXY_USER:$PROXY_PASS" "$target" || ok=0
+    wait_curl "$deadline" "squid :$PORT_SQUID_NOAUTH" squid "${via[@]}" \
+        --proxy "http://127.0.0.1:$PORT_SQUID_NOAUTH" "$target" || ok=0
+    wait_curl "$deadline" "tinyproxy :$PORT_TINYPROXY" tinyproxy "${via[@]}" \
+        --proxy "http://127.0.0.1:$PORT_TINYPROXY" "$target" || ok=0
+    wait_curl "$deadline" "microsocks :$PORT_SOCKS" microsocks "${via[@]}" \
+        --socks5-hostname "127.0.0.1:$PORT_SOCKS" --proxy-user "$SOCKS_USER:$SOCKS_PASS" \
+        "$target" || ok=0
+    wait_curl "$deadline" "microsocks :$PORT_SOCKS_NOAUTH" microsocks-noauth "${via[@]}" \
+        --socks5-hostname "127.0.0.1:$PORT_SOCKS_NOAUTH" "$target" || ok=0
+    wait_curl "$deadline" "https proxy :$PORT_HTTPS_PROXY" "https-proxy squid" "${via[@]}" \
+        --proxy "https://127.0.0.1:$PORT_HTTPS_PROXY" --proxy-cacert "$pki/ca.pem" \
+        "$target" || ok=0
+    wait_dns "$deadline" v4.tern.test A 127.0.0.1 || ok=0
+    wait_dns "$deadline" +tcp dual.tern.test AAAA ::1 || ok=0
+
+    # What answered must be what we started (not a leftover holding the port).
+    local name
+    for name in "${SERVICES[@]}"; do
+        service_pid "$name" >/dev/null || { log "$name (pid file $DIR/$name.pid) is not running"; ok=0; }
+    done
     ((ok))
 }
 
@@ -697,44 +1053,105 @@ write_env() {
         env_line TERN_TEST_CLIENT_KEY "$pki/client-key.pem"
         env_line TERN_TEST_SHA256_1M "$SHA_1M"
         env_line TERN_TEST_SHA256_16M "$SHA_16M"
+        env_line TERN_TEST_SQUID "http://127.0.0.1:$PORT_SQUID"
+        env_line TERN_TEST_SQUID_NOAUTH "http://127.0.0.1:$PORT_SQUID_NOAUTH"
+        env_line TERN_TEST_PROXY_USER "$PROXY_USER"
+        env_line TERN_TEST_PROXY_PASS "$PROXY_PASS"
+        env_line TERN_TEST_PROXY_ONLY_HOST "$PROXY_ONLY_HOST"
+        env_line TERN_TEST_TINYPROXY "http://127.0.0.1:$PORT_TINYPROXY"
+        env_line TERN_TEST_HTTPS_PROXY "https://127.0.0.1:$PORT_HTTPS_PROXY"
+        env_line TERN_TEST_SOCKS "127.0.0.1:$PORT_SOCKS"
+        env_line TERN_TEST_SOCKS_NOAUTH "127.0.0.1:$PORT_SOCKS_NOAUTH"
+        env_line TERN_TEST_SOCKS_USER "$SOCKS_USER"
+        env_line TERN_TEST_SOCKS_PASS "$SOCKS_PASS"
+        env_line TERN_TEST_DNS "127.0.0.1:$PORT_DNS"
     } >"$tmp"
     mv -f "$tmp" "$DIR/env.sh"
 }
 
-cmd_stop() {
-    local pid
-    if ! pid=$(running_pid); then
-        log "nginx is not running"
-        rm -f "$DIR/nginx.pid"
+# stop_service NAME : TERM our NAME (if running) and wait for it and all its
+# descendants to exit; KILL what is left after STOP_TIMEOUT. Returns 1 if
+# something survived even that.
+stop_service() {
+    local name=$1 pid
+    if ! pid=$(service_pid "$name"); then
+        rm -f "$DIR/$name.pid"
         return 0
     fi
-    local -a workers
-    mapfile -t workers < <(children_of "$pid")
-    log "stopping nginx (pid $pid)"
+    local -a kids
+    mapfile -t kids < <(descendants_of "$pid")
+    log "stopping $name (pid $pid${kids[*]:+, children ${kids[*]}})"
     kill -TERM "$pid" 2>/dev/null || true
-    local tries=$((STOP_TIMEOUT * 10))
-    while ! all_dead "$pid" "${workers[@]}"; do
+    local tries=$((STOP_TIMEOUT * 10)) orphans_told=0
+    while ! all_dead "$pid" "${kids[@]}"; do
+        if ((!orphans_told)) && ! alive "$pid"; then
+            # Orphans of an exited parent (socat's per-connection forks).
+            kill -TERM "${kids[@]}" 2>/dev/null || true
+            orphans_told=1
+        fi
         if (((tries -= 1) < 0)); then
-            log "nginx did not exit within ${STOP_TIMEOUT}s, sending KILL"
-            kill -KILL "$pid" "${workers[@]}" 2>/dev/null || true
+            log "$name did not exit within ${STOP_TIMEOUT}s, sending KILL"
+            kill -KILL "$pid" "${kids[@]}" 2>/dev/null || true
             sleep 0.2
             break
         fi
         sleep 0.1
     done
-    all_dead "$pid" "${workers[@]}" || die "nginx processes still alive: $pid ${workers[*]}"
-    rm -f "$DIR/nginx.pid"
+    if ! all_dead "$pid" "${kids[@]}"; then
+        log "$name processes still alive: $pid ${kids[*]}"
+        return 1
+    fi
+    rm -f "$DIR/$name.pid"
+}
+
+# The proxies and dnsmasq are stopped in parallel (squid alone takes over a
+# second to exit), then nginx.
+cmd_stop() {
+    local i failed=() any=0 name
+    local -a jobs=()
+    for ((i = 0; i < ${#SERVICES[@]}; i++)); do
+        name=${SERVICES[i]}
+        service_pid "$name" >/dev/null && any=1
+        stop_service "$name" &
+        jobs[i]=$!
+    done
+    for ((i = 0; i < ${#SERVICES[@]}; i++)); do
+        wait "${jobs[i]}" || failed+=("${SERVICES[i]}")
+    done
+    running_pid >/dev/null && any=1
+    stop_service nginx || failed+=(nginx)
+    ((any)) || log "nothing was running"
+    ((${#failed[@]} == 0)) || die "could not stop: ${failed[*]}"
+}
+
+any_running() {
+    local name
+    for name in nginx "${SERVICES[@]}"; do
+        if service_pid "$name" >/dev/null; then return 0; fi
+    done
+    return 1
+}
+
+show_logs() {
+    local f
+    for f in error.log squid-cache.log squid.log tinyproxy.log microsocks.log \
+        microsocks-noauth.log https-proxy.log dnsmasq.log; do
+        [[ -s $DIR/logs/$f ]] || continue
+        printf -- '--- %s (last lines)\n' "$DIR/logs/$f" >&2
+        tail -n 8 "$DIR/logs/$f" >&2 || true
+    done
 }
 
 cmd_start() {
     local t0
     t0=$(date +%s%N)
     ensure_packages
-    if running_pid >/dev/null; then
+    if any_running; then
         log "already running, restarting"
         cmd_stop
     fi
     rm -f "$DIR/env.sh"
+    check_ports_free
 
     local version
     version=$(nginx_version)
@@ -752,12 +1169,14 @@ cmd_start() {
 
     log "starting nginx $version (ipv6=$IPV6, echo module=$USE_ECHO_MODULE)"
     : >"$DIR/logs/error.log"
-    if ! "$(nginx_bin)" -p "$DIR" -c "$DIR/nginx.conf" -e "$DIR/logs/error.log"; then
+    if ! "$(nginx_bin)" -p "$DIR" -c "$DIR/nginx.conf" -e "$DIR/logs/error.log" 9>&-; then
         die "nginx failed to start (config: $DIR/nginx.conf)"
     fi
+    log "starting ${SERVICES[*]}"
+    start_services
     if ! wait_ready; then
-        tail -n 20 "$DIR/logs/error.log" >&2 || true
-        cmd_stop || true
+        show_logs
+        (cmd_stop) || true
         die "test servers did not come up"
     fi
     write_env
@@ -767,21 +1186,33 @@ cmd_start() {
 }
 
 cmd_status() {
-    local pid
-    if pid=$(running_pid); then
-        log "nginx running (pid $pid), env: $DIR/env.sh"
-        return 0
+    local name pid down=0
+    for name in nginx "${SERVICES[@]}"; do
+        if pid=$(service_pid "$name"); then
+            log "$name running (pid $pid)"
+        else
+            log "$name not running"
+            down=1
+        fi
+    done
+    if ((down)); then
+        return 1
     fi
-    log "nginx not running"
-    return 1
+    log "env: $DIR/env.sh"
+}
+
+# One start/stop at a time per state directory (fd 9; closed for the servers).
+lock() {
+    exec 9>"$DIR/.lock"
+    flock -w 300 9 || die "another testenv.sh start/stop holds $DIR/.lock"
 }
 
 main() {
     if [[ ${1:-} == start ]]; then mkdir -p "$DIR"; fi
     if [[ -d $DIR ]]; then DIR=$(cd "$DIR" && pwd -P); fi
     case ${1:-} in
-        start) cmd_start ;;
-        stop) cmd_stop ;;
+        start) lock && cmd_start ;;
+        stop) if [[ -d $DIR ]]; then lock; fi && cmd_stop ;;
         status) cmd_status ;;
         *)
             printf 'usage: %s start|stop|status\n' "${0##*/}" >&2

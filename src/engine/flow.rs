@@ -232,6 +232,21 @@ pub async fn execute(s: &SessionInner, spec: RequestSpec, p: &mut Progress) -> R
         if let Some(h1) = lease.h1 {
             s.pool.put_h1(&lease.target, h1, lease.remote);
         }
+        if status == http::StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            if let Some(proxy) = target.proxy.as_ref().filter(|_| target.forward()) {
+                // The proxy answered for the origin: the same outcome as a 407 on
+                // CONNECT, with the proxy's response (status, headers, body) kept.
+                let why = if proxy.auth.is_some() {
+                    "refused our credentials"
+                } else {
+                    "requires credentials"
+                };
+                return Err(Error::new(
+                    Code::ProxyAuth,
+                    format!("the proxy {}:{} {why} (407)", proxy.host, proxy.port),
+                ));
+            }
+        }
         return Ok(());
     }
 }

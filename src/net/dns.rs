@@ -177,9 +177,10 @@ pub fn parse_override(s: &str) -> Result<((String, u16), Vec<IpAddr>)> {
     let ips = addrs
         .split(',')
         .map(|a| {
-            a.trim()
-                .trim_start_matches('[')
-                .trim_end_matches(']')
+            let a = a.trim();
+            a.strip_prefix('[')
+                .and_then(|a| a.strip_suffix(']'))
+                .unwrap_or(a)
                 .parse::<IpAddr>()
         })
         .collect::<std::result::Result<Vec<_>, _>>()
@@ -198,10 +199,11 @@ pub fn parse_nameservers(s: &str) -> Result<Vec<SocketAddr>> {
         let sa = part
             .parse::<SocketAddr>()
             .or_else(|_| {
-                part.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<IpAddr>()
-                    .map(|ip| SocketAddr::new(ip, 53))
+                let bare = part
+                    .strip_prefix('[')
+                    .and_then(|p| p.strip_suffix(']'))
+                    .unwrap_or(part);
+                bare.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53))
             })
             .map_err(|_| {
                 Error::new(

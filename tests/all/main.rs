@@ -7,4 +7,5 @@ mod faults;
 mod http;
 mod lifecycle;
 mod options;
+mod proxy;
 mod static_checks;

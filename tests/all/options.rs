@@ -805,3 +805,156 @@ pub fn tempdir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+// ------------------------------------------------------------- nameservers ---
+
+fn nameserver_session(rt: &Rt, servers: &str, family: u32) -> Sess {
+    let o = Opts::new();
+    let l = c(servers);
+    set(&o, |o, e| unsafe {
+        tern_session_options_set_nameservers(o, l.as_ptr(), e)
+    });
+    set(&o, |o, e| unsafe {
+        tern_session_options_set_ip_family(o, family, e)
+    });
+    Sess::new(rt, &o)
+}
+
+#[test]
+fn custom_nameservers_answer_what_the_system_does_not_know() {
+    let rt = Rt::new(1);
+    let dns = env("TERN_TEST_DNS");
+    let port = http("").rsplit(':').next().unwrap().to_owned();
+    let url = |name: &str| format!("http://{name}.tern.test:{port}/hello");
+    let s = nameserver_session(&rt, &dns, 0);
+    let r = s.get(&url("v4"));
+    assert_eq!(r.ok().text(), "Hello, world!");
+    assert!(r.remote().starts_with("127.0.0.1:"), "{}", r.remote());
+    let r = s.get(&url("v6"));
+    assert!(
+        r.ok().remote().starts_with("[::1]:"),
+        "AAAA only: {}",
+        r.remote()
+    );
+    r.ok();
+    s.get(&url("dual")).ok();
+    let r = nameserver_session(&rt, &dns, 4).get(&url("dual"));
+    assert!(r.ok().remote().starts_with("127.0.0.1:"), "{}", r.remote());
+    let r = nameserver_session(&rt, &dns, 6).get(&url("dual"));
+    assert!(r.ok().remote().starts_with("[::1]:"), "{}", r.remote());
+    // A name the zone does not have, and a family a name does not have.
+    let r = s.get(&url("missing"));
+    assert_eq!(r.code(), tern_code::DnsNotFound, "{}", r.message());
+    let r = nameserver_session(&rt, &dns, 6).get(&url("v4"));
+    assert_eq!(r.code(), tern_code::DnsNotFound, "{}", r.message());
+
+    // Negative twin: the system resolver does not know the test zone.
+    let r = Sess::new(&rt, &Opts::new()).get(&url("v4"));
+    assert!(
+        matches!(r.code(), tern_code::DnsNotFound | tern_code::Dns),
+        "{:?} {}",
+        r.code(),
+        r.message()
+    );
+
+    // A nameserver that is not there: the resolver failed (DNS), which is not the
+    // same as a name that does not exist.
+    let r = nameserver_session(&rt, "127.0.0.1:1", 0).get(&url("v4"));
+    assert_eq!(r.code(), tern_code::Dns, "{}", r.message());
+
+    // Bad lists are refused when set.
+    let o = Opts::new();
+    for bad in ["not-an-ip", "127.0.0.1:99999", "[::1", "1.2.3.4:53:1"] {
+        let l = c(bad);
+        let mut e = null_mut();
+        let code = unsafe { tern_session_options_set_nameservers(o.0, l.as_ptr(), &mut e) };
+        assert_eq!(code, tern_code::InvalidArgument, "{bad:?}");
+        assert!(!take_err(e).is_empty());
+    }
+}
+
+/// A minimal UDP DNS responder on 127.0.0.1 that answers every A query with
+/// 127.0.0.1 (TTL 300) and every other query with an empty answer, counting the
+/// A queries it saw.
+fn counting_dns() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let n = count.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        loop {
+            let Ok((len, peer)) = sock.recv_from(&mut buf) else {
+                return;
+            };
+            let q = &buf[..len];
+            if len < 17 {
+                continue;
+            }
+            // The question ends after the name's zero label, then type and class.
+            let mut i = 12;
+            while i < len && q[i] != 0 {
+                i += q[i] as usize + 1;
+            }
+            if i + 5 > len {
+                continue;
+            }
+            let qtype = u16::from_be_bytes([q[i + 1], q[i + 2]]);
+            let question = &q[12..i + 5];
+            let mut resp = Vec::new();
+            resp.extend_from_slice(&q[..2]); // id
+            resp.extend_from_slice(&[0x81, 0x80]); // response, recursion available
+            resp.extend_from_slice(&[0, 1]); // one question
+            let answers: u16 = if qtype == 1 { 1 } else { 0 };
+            resp.extend_from_slice(&answers.to_be_bytes());
+            resp.extend_from_slice(&[0, 0, 0, 0]);
+            resp.extend_from_slice(question);
+            if qtype == 1 {
+                n.fetch_add(1, Ordering::SeqCst);
+                resp.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]); // name, A, IN
+                resp.extend_from_slice(&300u32.to_be_bytes());
+                resp.extend_from_slice(&[0, 4, 127, 0, 0, 1]);
+            }
+            let _ = sock.send_to(&resp, peer);
+        }
+    });
+    (addr, count)
+}
+
+#[test]
+fn dns_cache_ttl_is_bounded_by_the_option() {
+    let rt = Rt::new(1);
+    let port = http("").rsplit(':').next().unwrap().to_owned();
+    let url = format!("http://cached.tern.test:{port}/hello");
+    let run = |ttl_ms: Option<u64>, pause: Duration| -> usize {
+        let (dns, count) = counting_dns();
+        let o = Opts::new();
+        let l = c(&dns.to_string());
+        set(&o, |o, e| unsafe {
+            tern_session_options_set_nameservers(o, l.as_ptr(), e)
+        });
+        set(&o, |o, e| unsafe {
+            tern_session_options_set_ip_family(o, 4, e)
+        });
+        // No pooled connections: every request looks the name up again.
+        set(&o, |o, e| unsafe {
+            tern_session_options_set_pool(o, 1000, 0, e)
+        });
+        if let Some(ms) = ttl_ms {
+            set(&o, |o, e| unsafe {
+                tern_session_options_set_dns_cache_ttl_ms(o, ms, e)
+            });
+        }
+        let s = Sess::new(&rt, &o);
+        s.get(&url).ok();
+        std::thread::sleep(pause);
+        s.get(&url).ok();
+        count.load(Ordering::SeqCst)
+    };
+    // Default (60 s, below the record's 300 s): one query for two requests.
+    assert_eq!(run(None, Duration::ZERO), 1);
+    // A bound of 300 ms, waited out: the answer is asked for again.
+    assert_eq!(run(Some(300), Duration::from_millis(600)), 2);
+    // 0 disables the cache.
+    assert_eq!(run(Some(0), Duration::ZERO), 2);
+}
