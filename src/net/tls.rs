@@ -66,14 +66,18 @@ impl TlsConfigs {
         let roots = Arc::new(roots);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let versions = protocol_versions(t.min_version, t.max_version)?;
+        // webpki's verifier refuses an empty root store; with no roots at all,
+        // rustls's own path (every certificate fails as of unknown issuer) stays.
+        let webpki = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .ok();
         let verifier: Option<Arc<dyn ServerCertVerifier>> = if t.danger_accept_invalid_certs {
             Some(Arc::new(danger::AcceptAny(provider.clone())))
-        } else if t.danger_accept_invalid_hostnames {
-            let inner =
-                WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
-                    .build()
-                    .map_err(|e| Error::new(Code::InvalidArgument, format!("TLS verifier: {e}")))?;
-            Some(Arc::new(danger::AnyHostname(inner)))
+        } else if let Some(inner) = webpki {
+            Some(Arc::new(danger::Checked {
+                inner,
+                any_hostname: t.danger_accept_invalid_hostnames,
+            }))
         } else {
             None
         };
@@ -265,11 +269,28 @@ mod danger {
         }
     }
 
-    /// Verifies the chain but accepts a certificate for another host name.
+    /// webpki's verification, with two additions: a self-signed leaf is named as
+    /// such (webpki reports it as of unknown issuer), and with `any_hostname` (the
+    /// danger opt-out) a certificate for another host name is accepted.
     #[derive(Debug)]
-    pub struct AnyHostname(pub Arc<WebPkiServerVerifier>);
+    pub struct Checked {
+        pub inner: Arc<WebPkiServerVerifier>,
+        pub any_hostname: bool,
+    }
 
-    impl ServerCertVerifier for AnyHostname {
+    /// The reason given for a self-signed leaf.
+    #[derive(Debug)]
+    struct SelfSigned;
+
+    impl std::fmt::Display for SelfSigned {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("self-signed certificate")
+        }
+    }
+
+    impl std::error::Error for SelfSigned {}
+
+    impl ServerCertVerifier for Checked {
         fn verify_server_cert(
             &self,
             end: &CertificateDer<'_>,
@@ -278,11 +299,18 @@ mod danger {
             ocsp: &[u8],
             now: UnixTime,
         ) -> Result<ServerCertVerified, rustls::Error> {
-            match self.0.verify_server_cert(end, inter, name, ocsp, now) {
+            match self.inner.verify_server_cert(end, inter, name, ocsp, now) {
                 Err(rustls::Error::InvalidCertificate(
                     CertificateError::NotValidForName
                     | CertificateError::NotValidForNameContext { .. },
-                )) => Ok(ServerCertVerified::assertion()),
+                )) if self.any_hostname => Ok(ServerCertVerified::assertion()),
+                Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer))
+                    if super::self_signed(end) =>
+                {
+                    Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                        rustls::OtherError(Arc::new(SelfSigned)),
+                    )))
+                }
                 other => other,
             }
         }
@@ -292,7 +320,7 @@ mod danger {
             c: &CertificateDer<'_>,
             d: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.0.verify_tls12_signature(m, c, d)
+            self.inner.verify_tls12_signature(m, c, d)
         }
         fn verify_tls13_signature(
             &self,
@@ -300,10 +328,10 @@ mod danger {
             c: &CertificateDer<'_>,
             d: &DigitallySignedStruct,
         ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            self.0.verify_tls13_signature(m, c, d)
+            self.inner.verify_tls13_signature(m, c, d)
         }
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.0.supported_verify_schemes()
+            self.inner.supported_verify_schemes()
         }
     }
 }
@@ -325,10 +353,52 @@ fn cert_reason(e: &rustls::CertificateError) -> String {
     use rustls::CertificateError as C;
     match e {
         C::Expired | C::ExpiredContext { .. } => format!("expired ({e})"),
-        C::UnknownIssuer => "unknown issuer (not signed by a trusted CA, or self-signed)".into(),
+        C::UnknownIssuer => "unknown issuer (not signed by a trusted CA)".into(),
         C::NotValidForName | C::NotValidForNameContext { .. } => {
             format!("name mismatch ({e})")
         }
+        C::Other(o) => o.to_string(),
         other => other.to_string(),
     }
+}
+
+/// Whether a DER certificate names itself as its issuer (issuer == subject).
+fn self_signed(cert: &[u8]) -> bool {
+    /// One DER element: (tag, content, rest after it, the whole element).
+    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+        let (&tag, b1) = b.split_first()?;
+        let (&l0, b2) = b1.split_first()?;
+        let (len, b3) = if l0 < 0x80 {
+            (usize::from(l0), b2)
+        } else {
+            let n = usize::from(l0 & 0x7f);
+            if n == 0 || n > 4 || b2.len() < n {
+                return None;
+            }
+            let len = b2[..n]
+                .iter()
+                .fold(0usize, |a, &x| (a << 8) | usize::from(x));
+            (len, &b2[n..])
+        };
+        if b3.len() < len {
+            return None;
+        }
+        let whole = &b[..b.len() - b3.len() + len];
+        Some((tag, &b3[..len], &b3[len..], whole))
+    }
+    let parse = || -> Option<bool> {
+        let (_, cert, _, _) = tlv(cert)?;
+        let (_, tbs, _, _) = tlv(cert)?;
+        let (tag, _, mut rest, _) = tlv(tbs)?;
+        if tag == 0xa0 {
+            // explicit version; the serial number follows
+            rest = tlv(rest)?.2;
+        }
+        let rest = tlv(rest)?.2; // signature algorithm
+        let (_, _, rest, issuer) = tlv(rest)?;
+        let rest = tlv(rest)?.2; // validity
+        let (_, _, _, subject) = tlv(rest)?;
+        Some(issuer == subject)
+    };
+    parse().unwrap_or(false)
 }

@@ -175,3 +175,53 @@ fn panic_inside_a_request_becomes_its_error_once() {
     // The session still works.
     s.get(&http("/hello")).ok();
 }
+
+#[test]
+fn connect_timeout_covers_the_tls_handshake_and_requests_override_it() {
+    // A server that accepts TCP and never answers the ClientHello.
+    let srv = RawServer::start(|_, s| {
+        std::thread::sleep(Duration::from_secs(5));
+        drop(s);
+    });
+    let url = format!("https://127.0.0.1:{}/", srv.port);
+    let rt = Rt::new(1);
+    let s = Sess::new(&rt, &Opts::new().timeout(CONNECT, 400));
+    let t = Instant::now();
+    let r = s.get(&url);
+    assert_eq!(r.code(), tern_code::TimeoutConnect, "{}", r.message());
+    assert_fired_in_time(t, 400);
+    // The request's own connect time-out wins.
+    let t = Instant::now();
+    let r = s.perform(Req::new("GET", &url).timeout(CONNECT, 200));
+    assert_eq!(r.code(), tern_code::TimeoutConnect, "{}", r.message());
+    assert_fired_in_time(t, 200);
+}
+
+#[test]
+fn read_timeout_override_and_the_connection_is_closed() {
+    // The server sends the head, then stalls; it records when the client hangs up.
+    let closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let c2 = closed.clone();
+    let srv = RawServer::start(move |_, mut s| {
+        if read_request(&mut s).is_some() {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n01234");
+            let mut b = [0u8; 1];
+            // Blocks until the client closes its end.
+            if matches!(std::io::Read::read(&mut s, &mut b), Ok(0) | Err(_)) {
+                c2.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    let rt = Rt::new(1);
+    // Session read time-out off (0); the request sets 300 ms.
+    let s = Sess::new(&rt, &Opts::new().timeout(READ, 0));
+    let t = Instant::now();
+    let r = s.perform(Req::new("GET", &srv.url("/")).timeout(READ, 300));
+    assert_eq!(r.code(), tern_code::TimeoutRead, "{}", r.message());
+    assert_fired_in_time(t, 300);
+    assert!(
+        wait_for(Duration::from_secs(2), || closed
+            .load(std::sync::atomic::Ordering::SeqCst)),
+        "the timed-out connection was closed, not pooled"
+    );
+}
