@@ -364,8 +364,8 @@ fn cert_reason(e: &rustls::CertificateError) -> String {
 
 /// Whether a DER certificate names itself as its issuer (issuer == subject).
 fn self_signed(cert: &[u8]) -> bool {
-    /// One DER element: (tag, content, rest after it, the whole element).
-    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+    /// One DER element: (tag, content, what follows it).
+    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         let (&tag, b1) = b.split_first()?;
         let (&l0, b2) = b1.split_first()?;
         let (len, b3) = if l0 < 0x80 {
@@ -383,21 +383,20 @@ fn self_signed(cert: &[u8]) -> bool {
         if b3.len() < len {
             return None;
         }
-        let whole = &b[..b.len() - b3.len() + len];
-        Some((tag, &b3[..len], &b3[len..], whole))
+        Some((tag, &b3[..len], &b3[len..]))
     }
     let parse = || -> Option<bool> {
-        let (_, cert, _, _) = tlv(cert)?;
-        let (_, tbs, _, _) = tlv(cert)?;
-        let (tag, _, mut rest, _) = tlv(tbs)?;
+        let (_, cert, _) = tlv(cert)?;
+        let (_, tbs, _) = tlv(cert)?;
+        let (tag, _, mut rest) = tlv(tbs)?;
         if tag == 0xa0 {
             // explicit version; the serial number follows
             rest = tlv(rest)?.2;
         }
         let rest = tlv(rest)?.2; // signature algorithm
-        let (_, _, rest, issuer) = tlv(rest)?;
+        let (_, issuer, rest) = tlv(rest)?;
         let rest = tlv(rest)?.2; // validity
-        let (_, _, _, subject) = tlv(rest)?;
+        let (_, subject, _) = tlv(rest)?;
         Some(issuer == subject)
     };
     parse().unwrap_or(false)
