@@ -1238,8 +1238,10 @@ uint32_t tern_response_version(const tern_response *resp);
 size_t tern_response_header_count(const tern_response *resp);
 
 /**
- * The header at `index` (0-based, in the order received): its lower-case name and
- * its value as (pointer, length). Neither is NUL-terminated.
+ * The header at `index` (0-based): its lower-case name and its value as (pointer,
+ * length). Neither is NUL-terminated. Headers come grouped by name, names in the order
+ * they first appeared; the values of a repeated name stay in the order received
+ * (`x-a: 1`, `x-b: 2`, `x-a: 3` reads as x-a 1, x-a 3, x-b 2).
  *
  * Ownership: borrowed from `resp`, valid until `tern_response_free`. Any of the out
  * pointers may be NULL when that part is not wanted.

@@ -5,8 +5,8 @@
  * ownership passed to tern. Each call must return the code its header documentation
  * names, with an error object whose code matches and whose message is not empty,
  * leave its out-parameters untouched, and never crash (valgrind watches for invalid
- * reads and leaks). Every call that takes `tern_error **err` is also made with NULL
- * there.
+ * reads and leaks). Calls that consume nothing are made twice: with an error
+ * out-parameter and with NULL there.
  *
  * Needs TERN_TEST_HTTP (a request or two is really sent) and TERN_TEST_CA.
  * tests/c/run.sh checks that every function declared in tern.h appears in this file.
