@@ -404,6 +404,19 @@ impl Drop for Resp {
     }
 }
 
+/// Asserts that a name was not resolved by the system resolver: DNS_NOT_FOUND where
+/// the machine's resolver answers NXDOMAIN, DNS where it has no nameserver at all
+/// (an offline machine). Tests against dnsmasq tell the two codes apart.
+pub fn assert_unresolved(r: &Resp) {
+    assert!(
+        matches!(r.code(), tern_code::DnsNotFound | tern_code::Dns),
+        "{:?} {}",
+        r.code(),
+        r.message()
+    );
+    assert!(r.message().contains("resolve"), "{}", r.message());
+}
+
 /// Waits until `cond` holds, at most `limit`.
 pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = std::time::Instant::now() + limit;
