@@ -95,6 +95,11 @@ enum tern_code
    */
   TERN_CODE_INVALID_FILE = 12,
   /**
+   * Not possible now without blocking: a streamed upload's buffer is full (write
+   * again after `on_upload_ready`).
+   */
+  TERN_CODE_WOULD_BLOCK = 13,
+  /**
    * Name resolution failed (resolver error or time-out).
    */
   TERN_CODE_DNS = 100,
@@ -196,6 +201,51 @@ enum tern_code
 typedef enum tern_code tern_code;
 #else
 typedef uint32_t tern_code;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * How much a log message matters, and how much the log callback wants (passed to
+ * `tern_set_log_callback` as `uint32_t`). Lower is more severe.
+ *
+ * Since: 0.1
+ */
+enum tern_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * No messages: logging is off.
+   */
+  TERN_LOG_LEVEL_OFF = 0,
+  /**
+   * Something failed.
+   */
+  TERN_LOG_LEVEL_ERROR = 1,
+  /**
+   * Something is wrong but tern carries on.
+   */
+  TERN_LOG_LEVEL_WARN = 2,
+  /**
+   * Rare, noteworthy events.
+   */
+  TERN_LOG_LEVEL_INFO = 3,
+  /**
+   * Connection life-cycle: DNS answers, connects, TLS handshakes, proxy tunnels,
+   * pool reuse and eviction, and the libraries' handshake details.
+   */
+  TERN_LOG_LEVEL_DEBUG = 4,
+  /**
+   * Everything, down to single HTTP/2 frames. Verbose.
+   */
+  TERN_LOG_LEVEL_TRACE = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum tern_log_level tern_log_level;
+#else
+typedef uint32_t tern_log_level;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -422,6 +472,69 @@ typedef uint32_t tern_ip_family;
 #endif // __cplusplus
 
 /**
+ * Where a session's callbacks run (passed as `uint32_t`).
+ *
+ * Since: 0.1
+ */
+enum tern_delivery
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * On a runtime thread, as soon as the event happens. Default.
+   */
+  TERN_DELIVERY_RUNTIME_THREAD = 0,
+  /**
+   * Queued, and run by the caller's own thread inside `tern_session_poll`; the
+   * session's descriptor (`tern_session_fd`) is readable while callbacks wait.
+   */
+  TERN_DELIVERY_QUEUED = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum tern_delivery tern_delivery;
+#else
+typedef uint32_t tern_delivery;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * What a body read callback returns (as `uint32_t`).
+ *
+ * Since: 0.1
+ */
+enum tern_read_status
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * `*written` bytes were put in the buffer (0 is allowed: tern asks again).
+   */
+  TERN_READ_STATUS_DATA = 0,
+  /**
+   * The body ends after the `*written` bytes put in the buffer now.
+   */
+  TERN_READ_STATUS_END = 1,
+  /**
+   * Nothing now: tern asks again after `tern_session_resume`.
+   */
+  TERN_READ_STATUS_PAUSE = 2,
+  /**
+   * Give up: the request completes with TERN_CODE_CANCELED.
+   */
+  TERN_READ_STATUS_ABORT = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum tern_read_status tern_read_status;
+#else
+typedef uint32_t tern_read_status;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * An error: a code and a human-readable message (secrets redacted).
  */
 typedef struct tern_error tern_error;
@@ -478,9 +591,13 @@ typedef struct {
  * against an older header passes its smaller size.
  *
  * Every function gets the `user_data` given to `tern_session_send` first. Callbacks
- * run on a runtime thread, never inside `tern_session_send`, with no tern lock held:
- * they may call `tern_session_send`, `tern_session_cancel` and `tern_response_free`
- * (the blocking `tern_session_perform` returns TERN_CODE_WOULD_DEADLOCK there).
+ * run on a runtime thread (or, with queued delivery, inside `tern_session_poll` on
+ * the polling thread), never inside `tern_session_send`, with no tern lock held, one
+ * at a time per request and in order (`on_headers`, `on_data`..., `on_complete`,
+ * `release`). They may call `tern_session_send`, `tern_session_cancel`,
+ * `tern_session_resume`, `tern_session_write` and `tern_response_free` (the
+ * blocking `tern_session_perform` returns TERN_CODE_WOULD_DEADLOCK on a runtime
+ * thread). A callback on a runtime thread should not block: it holds up that thread.
  * Callbacks must not unwind into tern (no C++ exception, Go panic or longjmp out of
  * them).
  *
@@ -498,20 +615,28 @@ typedef struct {
   void (*on_complete)(void *user_data,
                       tern_response *response);
   /**
-   * Reserved for the response head before the body (returns a `tern_action`).
-   * Not yet supported: must be NULL (send refuses with TERN_CODE_UNSUPPORTED).
+   * Optional. The final response's head (status, version, headers, effective URL,
+   * timings so far; no body), before any body byte; `head` is valid during the call
+   * only. Returns a `tern_action`: CONTINUE, CANCEL (the request completes with
+   * TERN_CODE_CANCELED) or PAUSE (no body is read until `tern_session_resume`).
    */
   uint32_t (*on_headers)(void *user_data,
                          const tern_response *head);
   /**
-   * Reserved for streamed body chunks (returns a `tern_action`). Not yet supported:
-   * must be NULL.
+   * Optional. One chunk of the (decoded) body; `data` is valid during the call only.
+   * When set, the body is not kept in the response. Returns a `tern_action`:
+   * CONTINUE, CANCEL, or PAUSE: tern stops reading from the socket (the server's
+   * sends then block on the TCP window) until `tern_session_resume` from any thread
+   * (a resume made during this very call counts).
    */
   uint32_t (*on_data)(void *user_data,
                       const uint8_t *data,
                       size_t len);
   /**
-   * Reserved for progress reports. Not yet supported: must be NULL.
+   * Optional. Bytes sent and to send, received and expected (0 when unknown; the
+   * received count is of bytes on the wire, before decoding), at most once per the
+   * session's progress interval while bytes move, and once more before
+   * `on_complete`.
    */
   void (*on_progress)(void *user_data,
                       uint64_t sent,
@@ -519,8 +644,9 @@ typedef struct {
                       uint64_t received,
                       uint64_t expected);
   /**
-   * Reserved for streamed uploads (room to write again). Not yet supported: must be
-   * NULL.
+   * Optional. A pushed body (`tern_request_set_body_stream`) can take more: a
+   * `tern_session_write` refused with TERN_CODE_WOULD_BLOCK (or taken in part) may be
+   * tried again now.
    */
   void (*on_upload_ready)(void *user_data);
   /**
@@ -563,6 +689,50 @@ const char *tern_error_message(const tern_error *err);
  * Since: 0.1
  */
 void tern_error_free(tern_error *err);
+
+/**
+ * Sets the process-wide log callback: `cb` receives tern's, rustls's, h2's,
+ * hyper-util's and hickory-resolver's messages at `max_level` and more severe, as
+ * plain text, so a program can route them to its own console.
+ *
+ * Logging is off until this is called, and tern never writes to stdout or stderr
+ * itself. `max_level` is a `tern_log_level` value; TERN_LOG_LEVEL_OFF or a NULL `cb`
+ * turns logging off (and forgets the callback). Each message arrives as
+ * `cb(user_data, level, target, message)`: `target` is the module it comes from
+ * ("tern::net::connect", "rustls::client::hs", "h2::codec::framed_read"), `message`
+ * is one line, "text key=value ...". URL user info and the values of Authorization,
+ * Proxy-Authorization and Cookie never appear. hyper's own events are not
+ * included: tern's DEBUG messages cover the connection life-cycle instead.
+ *
+ * In a Rust program that links tern as a Rust library and installed a `log` logger
+ * (or a global `tracing` subscriber) first, rustls's (or h2's, hyper-util's and
+ * hickory's) messages keep going there; this call still succeeds and `cb` receives
+ * one TERN_LOG_LEVEL_WARN message saying so. A program linking libtern as a C library
+ * is never in that case: the library has its own copies of those crates.
+ *
+ * Ownership: `target` and `message` are valid during the call to `cb` only; copy
+ * them to keep them. `user_data` is not touched by tern. When this function returns,
+ * the previous callback is no longer called (it waits for calls in progress on other
+ * threads), so the previous `user_data` may be freed then.
+ * Callbacks: `cb` runs on any thread (runtime threads, the thread of a tern call,
+ * this one), on several at once: it must be thread-safe, quick, and must not unwind
+ * (no C++ exception, Go panic or longjmp). Messages logged on a thread while `cb`
+ * runs on it are dropped. Calling `tern_set_log_callback` from inside `cb` fails with
+ * TERN_CODE_WOULD_DEADLOCK and changes nothing; from another thread, do not call it
+ * while holding a lock that `cb` takes (it waits for `cb` to return).
+ * Thread safety: any thread; concurrent calls are serialised, the last one wins.
+ * Errors: TERN_CODE_INVALID_ARGUMENT (`max_level` is not a `tern_log_level`),
+ * TERN_CODE_WOULD_DEADLOCK (called from inside the log callback). On failure nothing
+ * changes.
+ * Since: 0.1
+ */
+tern_code tern_set_log_callback(uint32_t max_level,
+                                void (*cb)(void *user_data,
+                                           tern_log_level level,
+                                           const char *target,
+                                           const char *message),
+                                void *user_data,
+                                tern_error **err);
 
 /**
  * Makes options with the defaults: TLS verified against the system's roots, total
@@ -1018,6 +1188,31 @@ tern_code tern_session_options_set_connection_limits(tern_session_options *opts,
                                                      tern_error **err);
 
 /**
+ * Chooses where the session's callbacks run: a `tern_delivery` value.
+ *
+ * Ownership: nothing is kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (unknown value).
+ * Since: 0.1
+ */
+tern_code tern_session_options_set_delivery(tern_session_options *opts,
+                                            uint32_t delivery,
+                                            tern_error **err);
+
+/**
+ * Sets the shortest time between two `on_progress` calls of one request, in
+ * milliseconds (default 100; at least 1).
+ *
+ * Ownership: nothing is kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (0).
+ * Since: 0.1
+ */
+tern_code tern_session_options_set_progress_interval_ms(tern_session_options *opts,
+                                                        uint32_t ms,
+                                                        tern_error **err);
+
+/**
  * Makes a request.
  *
  * `method` is any HTTP token ("GET", "POST", "PROPFIND", ...; case is kept); `url` is
@@ -1162,6 +1357,50 @@ tern_code tern_request_set_http_version(tern_request *req,
 tern_code tern_request_set_proxy(tern_request *req,
                                  const char *url,
                                  tern_error **err);
+
+/**
+ * Makes the body come from `read`, called for each piece while the request is sent
+ * (libcurl's CURLOPT_READFUNCTION): it fills up to `cap` bytes of `buf`, stores the
+ * count in `*written` and returns a `tern_read_status`. `length` is the total
+ * (sent as Content-Length), or -1 when unknown (chunked with HTTP/1.1). A streamed
+ * body is sent once: no retry on a dead pooled connection, and a 307/308 redirect is
+ * returned instead of followed. With `Expect: 100-continue` set, the body waits for the
+ * server's 100 (at most a second).
+ *
+ * Ownership: `release(user_data)` (may be NULL) runs once when tern no longer needs the
+ * reader, on any thread, also when the request is freed unsent or its body replaced.
+ * If this call fails, `release` is not called.
+ * Callbacks: `read` runs on a runtime thread that may block (the blocking pool), or,
+ * with queued delivery, inside `tern_session_poll`; one call at a time.
+ * Errors: TERN_CODE_NULL_ARGUMENT (`req`, `read`), TERN_CODE_INVALID_ARGUMENT
+ * (`length` below -1).
+ * Since: 0.1
+ */
+tern_code tern_request_set_body_reader(tern_request *req,
+                                       int64_t length,
+                                       uint32_t (*read)(void *user_data,
+                                                        uint8_t *buf,
+                                                        size_t cap,
+                                                        size_t *written),
+                                       void (*release)(void *user_data),
+                                       void *user_data,
+                                       tern_error **err);
+
+/**
+ * Makes the body come from writes pushed after `tern_session_send`, from any thread:
+ * `tern_session_write(session, id, ...)` for the bytes, `tern_session_end_body` at
+ * the end; `on_upload_ready` says when a refused write may be made again. `length`
+ * is the total (sent as Content-Length) or -1 when unknown (chunked). Sent once, as
+ * for `tern_request_set_body_reader`.
+ *
+ * Ownership: nothing is kept.
+ * Thread safety: one thread at a time per request.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (`length` below -1).
+ * Since: 0.1
+ */
+tern_code tern_request_set_body_stream(tern_request *req,
+                                       int64_t length,
+                                       tern_error **err);
 
 /**
  * Frees a response and everything borrowed from it. `tern_response_free(NULL)` does
@@ -1379,10 +1618,13 @@ tern_code tern_session_new(const tern_runtime *rt,
 /**
  * Drops the caller's reference to a session and starts a graceful close: requests in
  * flight still complete (their callbacks still run), then connections close.
- * `tern_session_free(NULL)` does nothing.
+ * With queued delivery nobody could poll afterwards, so requests in flight are
+ * aborted instead (TERN_CODE_SHUTDOWN) and every remaining callback runs on the
+ * calling thread before this returns. `tern_session_free(NULL)` does nothing.
  *
  * Ownership: consumes `session`.
- * Thread safety: any thread (callbacks included), once; never blocks.
+ * Thread safety: any thread (callbacks included), once; never blocks, except to run
+ * the remaining callbacks of a queued session.
  * Errors: none.
  * Since: 0.1
  */
@@ -1456,6 +1698,88 @@ tern_code tern_session_perform(const tern_session *session,
 tern_code tern_session_close(const tern_session *session,
                              uint32_t mode,
                              tern_error **err);
+
+/**
+ * Runs queued callbacks on the calling thread (sessions made with
+ * `TERN_DELIVERY_QUEUED`): up to `max_callbacks` of them (0 means no bound), waiting
+ * up to `timeout_ms` for the first when none is queued (0 = do not wait). Each
+ * request's callbacks still run in order and exactly once. Also clears the session's
+ * descriptor (`tern_session_fd`), which becomes readable again when callbacks wait.
+ *
+ * Ownership: `ran_out` (may be NULL) receives how many callbacks ran.
+ * Thread safety: any thread that is not a tern runtime thread; the callbacks run on
+ * the thread that polls, so poll from one thread to keep them there. A callback may
+ * poll again (it runs other queued callbacks).
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_STATE (the session delivers on
+ * runtime threads), TERN_CODE_WOULD_DEADLOCK (called on a runtime thread).
+ * Since: 0.1
+ */
+tern_code tern_session_poll(const tern_session *session,
+                            uint32_t timeout_ms,
+                            uint32_t max_callbacks,
+                            uint32_t *ran_out,
+                            tern_error **err);
+
+/**
+ * The descriptor of a session with queued delivery: readable while callbacks wait
+ * for `tern_session_poll`, for epoll, kqueue-like loops, libuv (`uv_poll_t`) or a
+ * frame loop. `tern_session_poll` clears it (reading it also does).
+ *
+ * Ownership: the descriptor belongs to the session and stays valid until
+ * `tern_session_free`; do not close it.
+ * Thread safety: any thread.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_STATE (not queued delivery).
+ * Since: 0.1
+ */
+tern_code tern_session_fd(const tern_session *session,
+                          int *fd_out,
+                          tern_error **err);
+
+/**
+ * Resumes a request that `on_headers`, `on_data` or a body read callback paused.
+ * Resuming a request that is not paused makes its next pause return at once.
+ *
+ * Ownership: nothing changes hands.
+ * Thread safety: any thread, callbacks included.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_NOT_FOUND (not in flight).
+ * Since: 0.1
+ */
+tern_code tern_session_resume(const tern_session *session,
+                              uint64_t id);
+
+/**
+ * Pushes body bytes to a request sent with `tern_request_set_body_stream`. Takes as
+ * much as its buffer (256 KiB) has room for: `*accepted` says how much. When nothing
+ * fits, returns TERN_CODE_WOULD_BLOCK; `on_upload_ready` runs once the buffer has
+ * drained to half, and the write can be made again.
+ *
+ * Ownership: the bytes taken are copied.
+ * Thread safety: any thread, callbacks included; one writer at a time per request.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_WOULD_BLOCK, TERN_CODE_NOT_FOUND (not in
+ * flight), TERN_CODE_INVALID_STATE (the request has no pushed body),
+ * TERN_CODE_INVALID_ARGUMENT (already ended).
+ * Since: 0.1
+ */
+tern_code tern_session_write(const tern_session *session,
+                             uint64_t id,
+                             const uint8_t *data,
+                             size_t len,
+                             size_t *accepted,
+                             tern_error **err);
+
+/**
+ * Ends the body of a request sent with `tern_request_set_body_stream`: the body is
+ * complete once the bytes written so far are sent.
+ *
+ * Ownership: nothing changes hands.
+ * Thread safety: any thread, callbacks included.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_NOT_FOUND, TERN_CODE_INVALID_STATE (the
+ * request has no pushed body).
+ * Since: 0.1
+ */
+tern_code tern_session_end_body(const tern_session *session,
+                                uint64_t id,
+                                tern_error **err);
 
 /**
  * The library's version as a static string, for example "0.1.0".

@@ -497,8 +497,16 @@ generate_content() {
     }' >"$www/gzip/text"
     cp "$www/gzip/text" "$www/gzip/static"
     gzip -9 -n -c "$www/gzip/static" >"$www/gzip/static.gz"
+    # 1 GiB for streaming tests, sparse (no disk needed beyond 4 MiB): zeros with the
+    # random MiB at four offsets, so that order and content are both checked.
+    truncate -s 1G "$www/bytes/1g"
+    local off
+    for off in 0 256 512 1023; do
+        dd if="$www/bytes/1m" of="$www/bytes/1g" bs=1M seek="$off" conv=notrunc status=none
+    done
     SHA_1M=$(sha256sum "$www/bytes/1m" | awk '{ print $1 }')
     SHA_16M=$(sha256sum "$www/bytes/16m" | awk '{ print $1 }')
+    SHA_1G=$(sha256sum "$www/bytes/1g" | awk '{ print $1 }')
 }
 
 # ------------------------------------------------------------ nginx config ---
@@ -1053,6 +1061,7 @@ write_env() {
         env_line TERN_TEST_CLIENT_KEY "$pki/client-key.pem"
         env_line TERN_TEST_SHA256_1M "$SHA_1M"
         env_line TERN_TEST_SHA256_16M "$SHA_16M"
+        env_line TERN_TEST_SHA256_1G "$SHA_1G"
         env_line TERN_TEST_SQUID "http://127.0.0.1:$PORT_SQUID"
         env_line TERN_TEST_SQUID_NOAUTH "http://127.0.0.1:$PORT_SQUID_NOAUTH"
         env_line TERN_TEST_PROXY_USER "$PROXY_USER"

@@ -38,6 +38,9 @@ pub enum tern_code {
     Unsupported = 11,
     /// A file could not be read, or its contents (PEM) could not be parsed.
     InvalidFile = 12,
+    /// Not possible now without blocking: a streamed upload's buffer is full (write
+    /// again after `on_upload_ready`).
+    WouldBlock = 13,
     /// Name resolution failed (resolver error or time-out).
     Dns = 100,
     /// The name does not exist.
@@ -104,6 +107,7 @@ impl tern_code {
         Self::NotFound,
         Self::Unsupported,
         Self::InvalidFile,
+        Self::WouldBlock,
         Self::Dns,
         Self::DnsNotFound,
         Self::Connect,
@@ -146,6 +150,7 @@ impl tern_code {
             Self::NotFound => c"NOT_FOUND",
             Self::Unsupported => c"UNSUPPORTED",
             Self::InvalidFile => c"INVALID_FILE",
+            Self::WouldBlock => c"WOULD_BLOCK",
             Self::Dns => c"DNS",
             Self::DnsNotFound => c"DNS_NOT_FOUND",
             Self::Connect => c"CONNECT",

@@ -34,4 +34,5 @@
 pub mod code;
 pub mod engine;
 pub mod ffi;
+pub mod log;
 pub mod net;

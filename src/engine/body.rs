@@ -1,20 +1,157 @@
 //! Request bodies and reading response bodies in full: limits, read time-out,
 //! and decoding of gzip, deflate and br.
 
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder};
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use http_body_util::{BodyExt, BodyStream};
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 use tokio_util::io::StreamReader;
 
 use crate::code::{Code, Error, Result};
+use crate::engine::deliver::Counters;
 
-/// The body type every connection sends.
-pub type ReqBody = http_body_util::Full<Bytes>;
+/// The body type every connection sends: bytes in memory or a stream.
+pub type ReqBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A streamed request body.
+pub type ChunkStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// A body held in memory.
+pub fn full(b: Option<Bytes>) -> ReqBody {
+    http_body_util::Full::new(b.unwrap_or_default())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A streamed body; every chunk is counted in `sent`.
+pub fn streamed(chunks: ChunkStream, sent: Arc<Counters>) -> ReqBody {
+    let frames = chunks.map(move |r| {
+        r.map(|b| {
+            sent.sent.fetch_add(b.len() as u64, Ordering::Relaxed);
+            hyper::body::Frame::data(b)
+        })
+        .map_err(|e| Box::new(e) as BoxError)
+    });
+    http_body_util::StreamBody::new(frames).boxed_unsync()
+}
+
+/// An upload the caller pushes with `write` and ends with `end`, buffered up to
+/// `cap` bytes; a write that does not fit is refused (WOULD_BLOCK) and `on_ready`
+/// runs once the buffer has drained to half.
+pub struct PushUpload {
+    state: Mutex<PushState>,
+    cap: usize,
+    on_ready: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+}
+
+#[derive(Default)]
+struct PushState {
+    chunks: std::collections::VecDeque<Bytes>,
+    buffered: usize,
+    ended: bool,
+    want_ready: bool,
+    waker: Option<std::task::Waker>,
+}
+
+impl PushUpload {
+    pub fn new(cap: usize) -> PushUpload {
+        PushUpload {
+            state: Mutex::new(PushState::default()),
+            cap,
+            on_ready: Mutex::new(None),
+        }
+    }
+
+    pub fn set_on_ready(&self, f: Box<dyn Fn() + Send + Sync>) {
+        *self.on_ready.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PushState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes as much of `data` as fits; `Ok(0)` for empty data. WOULD_BLOCK when
+    /// nothing fits now; INVALID_ARGUMENT after `end`.
+    pub fn write(&self, data: &[u8]) -> Result<usize> {
+        let mut g = self.lock();
+        if g.ended {
+            return Err(Error::new(
+                Code::InvalidArgument,
+                "the upload was already ended",
+            ));
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let room = self.cap.saturating_sub(g.buffered);
+        if room == 0 {
+            g.want_ready = true;
+            return Err(Error::new(
+                Code::WouldBlock,
+                "the upload buffer is full; write again after on_upload_ready",
+            ));
+        }
+        let n = room.min(data.len());
+        g.chunks.push_back(Bytes::copy_from_slice(&data[..n]));
+        g.buffered += n;
+        if n < data.len() {
+            g.want_ready = true;
+        }
+        let w = g.waker.take();
+        drop(g);
+        if let Some(w) = w {
+            w.wake();
+        }
+        Ok(n)
+    }
+
+    /// Marks the end of the body.
+    pub fn end(&self) {
+        let mut g = self.lock();
+        g.ended = true;
+        let w = g.waker.take();
+        drop(g);
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+
+    /// The body stream (call once).
+    pub fn stream(self: &Arc<Self>) -> ChunkStream {
+        let me = self.clone();
+        Box::pin(futures_util::stream::poll_fn(move |cx| {
+            let mut g = me.lock();
+            if let Some(b) = g.chunks.pop_front() {
+                g.buffered -= b.len();
+                let ready = g.want_ready && g.buffered <= me.cap / 2;
+                if ready {
+                    g.want_ready = false;
+                }
+                drop(g);
+                if ready {
+                    if let Some(f) = &*me.on_ready.lock().unwrap_or_else(|p| p.into_inner()) {
+                        f();
+                    }
+                }
+                return std::task::Poll::Ready(Some(Ok(b)));
+            }
+            if g.ended {
+                return std::task::Poll::Ready(None);
+            }
+            g.waker = Some(cx.waker().clone());
+            std::task::Poll::Pending
+        }))
+    }
+}
 
 /// A content coding tern decodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,36 +250,76 @@ fn too_large(limit: u64) -> Error {
 /// Reads the whole body. The returned vector holds one extra NUL byte after the body
 /// (not counted in the returned length), so C callers may treat text as a C string.
 pub async fn collect(
-    mut body: Incoming,
+    body: Incoming,
     coding: Option<Coding>,
     size_hint: Option<u64>,
     limits: ReadLimits,
+    counters: &Counters,
 ) -> Result<(Vec<u8>, usize)> {
+    let mut out: Vec<u8> = Vec::new();
+    if let (Some(n), None) = (size_hint, coding) {
+        out.reserve_exact((n as usize).saturating_add(1).min(64 << 20));
+    }
+    read_chunks(body, coding, size_hint, limits, counters, |chunk: Bytes| {
+        out.extend_from_slice(&chunk);
+        std::future::ready(Ok(()))
+    })
+    .await?;
+    let len = out.len();
+    out.push(0);
+    Ok((out, len))
+}
+
+/// Reads the body chunk by chunk (decoded when `coding` is set) into `sink`, within
+/// the size limit and the read time-out; counts the bytes received on the wire.
+/// Returns the number of (decoded) bytes.
+pub async fn read_chunks<F>(
+    body: Incoming,
+    coding: Option<Coding>,
+    size_hint: Option<u64>,
+    limits: ReadLimits,
+    counters: &Counters,
+    mut sink: impl FnMut(Bytes) -> F + Send,
+) -> Result<u64>
+where
+    F: std::future::Future<Output = Result<()>> + Send,
+{
     let over = |n: u64| limits.max_body != 0 && n > limits.max_body;
     if let Some(n) = size_hint {
+        counters.expected.store(n, Ordering::Relaxed);
         if coding.is_none() && over(n) {
             return Err(too_large(limits.max_body));
         }
     }
-    let mut out: Vec<u8> = Vec::new();
+    let mut total: u64 = 0;
     match coding {
         None => {
-            if let Some(n) = size_hint {
-                out.reserve_exact((n as usize).saturating_add(1).min(64 << 20));
-            }
+            let mut body = body;
             while let Some(frame) = with_read_timeout(limits.read_timeout, body.frame()).await? {
                 let frame = frame.map_err(|e| hyper_error(&e, "reading the response body"))?;
                 if let Ok(data) = frame.into_data() {
-                    if over(out.len() as u64 + data.len() as u64) {
+                    counters
+                        .received
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    total += data.len() as u64;
+                    if over(total) {
                         return Err(too_large(limits.max_body));
                     }
-                    out.extend_from_slice(&data);
+                    sink(data).await?;
                 }
             }
         }
         Some(c) => {
             let stream = BodyStream::new(body)
-                .try_filter_map(|f| std::future::ready(Ok(f.into_data().ok())))
+                .try_filter_map(|f| {
+                    let d = f.into_data().ok();
+                    if let Some(d) = &d {
+                        counters
+                            .received
+                            .fetch_add(d.len() as u64, Ordering::Relaxed);
+                    }
+                    std::future::ready(Ok(d))
+                })
                 .map_err(|e| {
                     std::io::Error::other(HyperIo(hyper_error(&e, "reading the response body")))
                 });
@@ -152,7 +329,7 @@ pub async fn collect(
                 Coding::Deflate => Box::new(ZlibDecoder::new(reader)),
                 Coding::Brotli => Box::new(BrotliDecoder::new(reader)),
             };
-            let mut buf = vec![0u8; 32 * 1024];
+            let mut buf = vec![0u8; 64 * 1024];
             loop {
                 let n = with_read_timeout(limits.read_timeout, dec.read(&mut buf))
                     .await?
@@ -168,16 +345,15 @@ pub async fn collect(
                 if n == 0 {
                     break;
                 }
-                if over(out.len() as u64 + n as u64) {
+                total += n as u64;
+                if over(total) {
                     return Err(too_large(limits.max_body));
                 }
-                out.extend_from_slice(&buf[..n]);
+                sink(Bytes::copy_from_slice(&buf[..n])).await?;
             }
         }
     }
-    let len = out.len();
-    out.push(0);
-    Ok((out, len))
+    Ok(total)
 }
 
 /// Carries a hyper error through the decoder's io::Error.

@@ -177,6 +177,10 @@ pub struct SessionConfig {
     pub max_connections: usize,
     /// 0 = no limit.
     pub max_connections_per_host: usize,
+    /// Callbacks queued for the caller's `poll` instead of run on runtime threads.
+    pub queued_delivery: bool,
+    /// The shortest time between two `on_progress` calls of one request.
+    pub progress_interval: Duration,
 }
 
 /// The user agent sent unless the caller sets its own.
@@ -210,6 +214,8 @@ impl Default for SessionConfig {
             dns: DnsOptions::default(),
             max_connections: 0,
             max_connections_per_host: 0,
+            queued_delivery: false,
+            progress_interval: Duration::from_millis(100),
         }
     }
 }
@@ -242,6 +248,41 @@ pub struct RequestSpec {
     pub version: Option<VersionPref>,
     /// `Some(None)` = no proxy for this request; `None` = the session's choice.
     pub proxy: Option<Option<String>>,
+    /// A body produced while it is sent (instead of `body`).
+    pub upload: Option<UploadSpec>,
+}
+
+/// Reads the next piece of a streamed upload, at most `max` bytes.
+pub type ReadFn = dyn Fn(usize) -> crate::engine::deliver::ReadOutcome + Send + Sync;
+
+/// A request body produced while it is sent. It cannot be sent twice: no retry on a
+/// dead pooled connection, and a 307/308 redirect is returned, not followed.
+#[derive(Clone)]
+pub struct UploadSpec {
+    /// The total, sent as Content-Length; `None` = chunked (HTTP/1.1).
+    pub len: Option<u64>,
+    pub source: UploadSource,
+}
+
+#[derive(Clone)]
+pub enum UploadSource {
+    /// The caller's read callback, asked for each chunk.
+    Reader(std::sync::Arc<ReadFn>),
+    /// Writes pushed by the caller (`write` / `end`) from any thread.
+    Push,
+    /// A stream made by tern (multipart forms), taken once.
+    Stream(std::sync::Arc<std::sync::Mutex<Option<crate::engine::body::ChunkStream>>>),
+}
+
+impl std::fmt::Debug for UploadSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.source {
+            UploadSource::Reader(_) => "reader",
+            UploadSource::Push => "push",
+            UploadSource::Stream(_) => "stream",
+        };
+        write!(f, "UploadSpec({kind}, {:?})", self.len)
+    }
 }
 
 impl RequestSpec {
@@ -259,6 +300,7 @@ impl RequestSpec {
             max_redirects: None,
             version: None,
             proxy: None,
+            upload: None,
         })
     }
 }

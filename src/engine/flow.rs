@@ -13,10 +13,17 @@ use hyper::body::Incoming;
 use url::Url;
 
 use crate::code::{Code, Error, Result};
-use crate::engine::body::{self, Coding, ReadLimits, ReqBody};
-use crate::engine::config::{RequestSpec, Timeouts, VersionPref};
+use std::sync::atomic::Ordering as AtomicOrdering;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+
+use crate::engine::body::{self, ChunkStream, Coding, ReadLimits, ReqBody};
+use crate::engine::config::{ReadFn, RequestSpec, Timeouts, UploadSource, VersionPref};
+use crate::engine::deliver::{Action, Counters, ReadOutcome};
 use crate::engine::redact;
 use crate::engine::response::Response;
+use crate::engine::session::Hooks;
 use crate::engine::session::SessionInner;
 use crate::net::connect::{self, DialContext, Sender, Target};
 use crate::net::proxy::{Auth, Kind};
@@ -93,8 +100,148 @@ async fn with_timeout<T>(
     }
 }
 
+/// The request body: in memory (sent again on a retry or a 307/308 redirect), or a
+/// stream that can be sent once.
+enum BodyPlan {
+    Bytes(Option<Bytes>),
+    Stream(Option<ChunkStream>),
+    /// A streamed body that hyper gave back unsent (the connection was closed).
+    Again(Option<ReqBody>),
+}
+
+impl BodyPlan {
+    fn is_stream(&self) -> bool {
+        !matches!(self, BodyPlan::Bytes(_))
+    }
+
+    /// Whether another attempt has a body to send.
+    fn can_send(&self) -> bool {
+        match self {
+            BodyPlan::Bytes(_) => true,
+            BodyPlan::Stream(s) => s.is_some(),
+            BodyPlan::Again(b) => b.is_some(),
+        }
+    }
+
+    /// The body's length when known (a streamed body's declared total).
+    fn len(&self) -> Option<u64> {
+        match self {
+            BodyPlan::Bytes(b) => Some(b.as_ref().map_or(0, |b| b.len() as u64)),
+            BodyPlan::Stream(_) | BodyPlan::Again(_) => None,
+        }
+    }
+
+    fn restore(&mut self, b: ReqBody) {
+        if self.is_stream() {
+            *self = BodyPlan::Again(Some(b));
+        }
+    }
+
+    /// The body for one attempt; `gate` holds it back until the server's 100
+    /// Continue (or a second) when the caller sent `Expect: 100-continue`.
+    fn take(&mut self, counters: &Arc<Counters>, gate: Option<Gate>) -> Result<ReqBody> {
+        match self {
+            BodyPlan::Bytes(b) => {
+                let len = b.as_ref().map_or(0, |b| b.len() as u64);
+                counters.to_send.store(len, AtomicOrdering::Relaxed);
+                match (gate, b.clone()) {
+                    (Some(g), Some(b)) if !b.is_empty() => Ok(body::streamed(
+                        g.hold(Box::pin(futures_util::stream::once(async { Ok(b) }))),
+                        counters.clone(),
+                    )),
+                    (_, b) => {
+                        counters.sent.store(len, AtomicOrdering::Relaxed);
+                        Ok(body::full(b))
+                    }
+                }
+            }
+            BodyPlan::Again(b) => b.take().ok_or_else(|| {
+                Error::new(
+                    Code::RedirectBodyNotReplayable,
+                    "a streamed request body cannot be sent a second time",
+                )
+            }),
+            BodyPlan::Stream(st) => match st.take() {
+                Some(st) => {
+                    let st = match gate {
+                        Some(g) => g.hold(st),
+                        None => st,
+                    };
+                    Ok(body::streamed(st, counters.clone()))
+                }
+                None => Err(Error::new(
+                    Code::RedirectBodyNotReplayable,
+                    "a streamed request body cannot be sent a second time",
+                )),
+            },
+        }
+    }
+}
+
+/// Holds a request body back until the server answers `Expect: 100-continue` with a
+/// 100 (or with its final response, which drops the body), or a second has passed,
+/// as libcurl does.
+#[derive(Clone)]
+struct Gate(Arc<tokio::sync::watch::Sender<GateState>>);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GateState {
+    Waiting,
+    Continue,
+    Final,
+}
+
+impl Gate {
+    fn new() -> Gate {
+        Gate(Arc::new(tokio::sync::watch::channel(GateState::Waiting).0))
+    }
+
+    fn set(&self, st: GateState) {
+        self.0.send_if_modified(|cur| {
+            let change = *cur == GateState::Waiting;
+            if change {
+                *cur = st;
+            }
+            change
+        });
+    }
+
+    fn hold(&self, inner: ChunkStream) -> ChunkStream {
+        let mut rx = self.0.subscribe();
+        let wait = async move {
+            let waited = tokio::time::timeout(
+                Duration::from_secs(1),
+                rx.wait_for(|st| *st != GateState::Waiting),
+            )
+            .await;
+            match waited {
+                Ok(Ok(st)) if *st == GateState::Final => Err(std::io::Error::other(
+                    "the server answered before the body was sent",
+                )),
+                _ => Ok(()),
+            }
+        };
+        Box::pin(
+            futures_util::stream::once(wait)
+                .filter_map(|r| async move { r.err().map(Err) })
+                .chain(inner),
+        )
+    }
+}
+
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
 /// Runs the request, filling `p.resp`; an `Err` is stored by the caller.
-pub async fn execute(s: &SessionInner, spec: RequestSpec, p: &mut Progress) -> Result<()> {
+pub async fn execute(
+    s: &SessionInner,
+    spec: RequestSpec,
+    p: &mut Progress,
+    hooks: &Hooks,
+) -> Result<()> {
     let cfg = &s.cfg;
     let tm = spec.timeouts.apply(cfg.timeouts);
     let version = spec.version.unwrap_or(cfg.version);
@@ -102,7 +249,35 @@ pub async fn execute(s: &SessionInner, spec: RequestSpec, p: &mut Progress) -> R
     let max_redirects = spec.max_redirects.unwrap_or(cfg.max_redirects);
     let mut method = spec.method;
     let mut url = spec.url;
-    let mut req_body = spec.body;
+    let mut declared_len = spec.upload.as_ref().and_then(|u| u.len);
+    let mut req_body = match (&spec.upload, hooks.upload.as_ref()) {
+        (Some(u), up) => {
+            let st = match (&u.source, up) {
+                (_, Some(push)) => push.stream(),
+                (UploadSource::Reader(read), _) => reader_stream(read.clone(), hooks),
+                (UploadSource::Stream(st), _) => {
+                    match st.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                        Some(st) => st,
+                        None => {
+                            return Err(Error::new(
+                                Code::RedirectBodyNotReplayable,
+                                "this request's streamed body was already sent",
+                            ))
+                        }
+                    }
+                }
+                (UploadSource::Push, None) => {
+                    return Err(Error::new(Code::Internal, "pushed body without a buffer"))
+                }
+            };
+            hooks
+                .counters
+                .to_send
+                .store(u.len.unwrap_or(0), AtomicOrdering::Relaxed);
+            BodyPlan::Stream(Some(st))
+        }
+        (None, _) => BodyPlan::Bytes(spec.body),
+    };
     let mut headers = merged_headers(&cfg.default_headers, &spec.headers);
     let decode = cfg.decompress && !headers.contains_key(header::ACCEPT_ENCODING);
     if decode {
@@ -127,14 +302,27 @@ pub async fn execute(s: &SessionInner, spec: RequestSpec, p: &mut Progress) -> R
         if target.https {
             p.resp.warning.clone_from(&s.tls.danger_note);
         }
-        let (resp, lease) =
-            send_once(s, &target, &method, &url, &headers, req_body.clone(), tm, p).await?;
+        let (resp, lease) = send_once(
+            s,
+            &target,
+            &method,
+            &url,
+            &headers,
+            &mut req_body,
+            tm,
+            p,
+            hooks,
+            declared_len,
+        )
+        .await?;
         let status = resp.status();
         p.resp.status = status.as_u16();
         p.resp.version = Some(resp.version());
         let location = resp.headers().get(header::LOCATION).cloned();
 
-        if follow && is_redirect(status) && location.is_some() {
+        // A streamed body cannot be sent again: a 307/308 is the answer.
+        let replay_needed = matches!(status.as_u16(), 307 | 308) && req_body.is_stream();
+        if follow && is_redirect(status) && location.is_some() && !replay_needed {
             let loc = location.unwrap_or_else(|| HeaderValue::from_static(""));
             let loc = std::str::from_utf8(loc.as_bytes()).map_err(|_| {
                 Error::new(
@@ -169,7 +357,8 @@ pub async fn execute(s: &SessionInner, spec: RequestSpec, p: &mut Progress) -> R
                 || (code == 301 || code == 302) && method == Method::POST
             {
                 method = Method::GET;
-                req_body = None;
+                req_body = BodyPlan::Bytes(None);
+                declared_len = None;
                 for h in [
                     header::CONTENT_LENGTH,
                     header::CONTENT_TYPE,
@@ -225,10 +414,47 @@ pub async fn execute(s: &SessionInner, spec: RequestSpec, p: &mut Progress) -> R
             max_body: cfg.max_body_size,
             read_timeout: tm.read,
         };
-        let (bytes, len) =
-            read_body(incoming, coding, size_hint, limits, method == Method::HEAD).await?;
-        p.resp.body = bytes;
-        p.resp.body_len = len;
+        if hooks.cb.wants_headers() {
+            let head = p.resp.head();
+            let cb = hooks.cb.clone();
+            let generation = hooks.resume.generation();
+            let action = hooks
+                .delivery
+                .call(move || cb.on_headers(&head))
+                .await
+                .unwrap_or(Action::Cancel);
+            match action {
+                Action::Continue => {}
+                Action::Cancel => return Err(Error::new(Code::Canceled, "canceled by on_headers")),
+                Action::Pause => hooks.resume.wait_after(generation).await,
+            }
+        }
+        if hooks.cb.wants_data() {
+            if method != Method::HEAD {
+                let counters = hooks.counters.clone();
+                body::read_chunks(
+                    incoming,
+                    coding,
+                    size_hint,
+                    limits,
+                    &counters,
+                    |chunk: Bytes| deliver_chunk(hooks, chunk),
+                )
+                .await?;
+            }
+        } else {
+            let (bytes, len) = read_body(
+                incoming,
+                coding,
+                size_hint,
+                limits,
+                method == Method::HEAD,
+                &hooks.counters,
+            )
+            .await?;
+            p.resp.body = bytes;
+            p.resp.body_len = len;
+        }
         if let Some(h1) = lease.h1 {
             s.pool.put_h1(&lease.target, h1, lease.remote);
         }
@@ -257,11 +483,69 @@ async fn read_body(
     size_hint: Option<u64>,
     limits: ReadLimits,
     head: bool,
+    counters: &Counters,
 ) -> Result<(Vec<u8>, usize)> {
     if head {
         return Ok((vec![0], 0));
     }
-    body::collect(incoming, coding, size_hint, limits).await
+    body::collect(incoming, coding, size_hint, limits, counters).await
+}
+
+/// Hands one chunk to `on_data`; waits while the caller has paused the request.
+async fn deliver_chunk(hooks: &Hooks, chunk: Bytes) -> Result<()> {
+    let generation = hooks.resume.generation();
+    let cb = hooks.cb.clone();
+    let action = hooks
+        .delivery
+        .call(move || cb.on_data(&chunk))
+        .await
+        .unwrap_or(Action::Cancel);
+    match action {
+        Action::Continue => Ok(()),
+        Action::Cancel => Err(Error::new(Code::Canceled, "canceled by on_data")),
+        Action::Pause => {
+            // Reading stops here, so the socket is no longer read and the peer's
+            // sends block on the TCP window.
+            hooks.resume.wait_after(generation).await;
+            Ok(())
+        }
+    }
+}
+
+/// The body produced by the caller's read callback, 64 KiB at most per call.
+fn reader_stream(read: Arc<ReadFn>, hooks: &Hooks) -> ChunkStream {
+    let delivery = hooks.delivery.clone();
+    let resume = hooks.resume.clone();
+    Box::pin(futures_util::stream::unfold(false, move |done| {
+        let (read, delivery, resume) = (read.clone(), delivery.clone(), resume.clone());
+        async move {
+            if done {
+                return None;
+            }
+            loop {
+                let generation = resume.generation();
+                let r = read.clone();
+                let out = delivery
+                    .call_blocking(move || r(64 * 1024))
+                    .await
+                    .unwrap_or(ReadOutcome::Abort);
+                match out {
+                    ReadOutcome::Data(b) if b.is_empty() => continue,
+                    ReadOutcome::Data(b) => return Some((Ok(b), false)),
+                    ReadOutcome::End => return None,
+                    ReadOutcome::Pause => resume.wait_after(generation).await,
+                    ReadOutcome::Abort => {
+                        return Some((
+                            Err(std::io::Error::other(
+                                "the read callback aborted the upload",
+                            )),
+                            true,
+                        ))
+                    }
+                }
+            }
+        }
+    }))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -277,7 +561,7 @@ fn build_request(
     method: &Method,
     url: &Url,
     headers: &HeaderMap,
-    body: Option<Bytes>,
+    body: ReqBody,
 ) -> Result<http::Request<ReqBody>> {
     let forward = target.forward();
     let uri: http::Uri = if h2 || forward {
@@ -294,7 +578,7 @@ fn build_request(
         pq.parse()
     }
     .map_err(|e| Error::new(Code::InvalidUrl, format!("URL cannot be sent: {e}")))?;
-    let mut req = http::Request::new(http_body_util::Full::new(body.unwrap_or_default()));
+    let mut req = http::Request::new(body);
     *req.method_mut() = method.clone();
     *req.uri_mut() = uri;
     *req.headers_mut() = headers.clone();
@@ -318,6 +602,20 @@ fn build_request(
         req.headers_mut().insert(header::HOST, v);
     }
     Ok(req)
+}
+
+/// Sends Content-Length for a streamed body of known length (hyper would otherwise
+/// send it chunked), unless the caller set one.
+fn set_content_length(req: &mut http::Request<ReqBody>, len: Option<u64>) {
+    use http_body::Body as _;
+    if let Some(n) = len {
+        if req.body().size_hint().exact().is_none()
+            && !req.headers().contains_key(header::CONTENT_LENGTH)
+        {
+            req.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+    }
 }
 
 /// A pooled connection (`Ok`), or the slots for a new one (`Err`). With connection
@@ -350,9 +648,11 @@ async fn send_once(
     method: &Method,
     url: &Url,
     headers: &HeaderMap,
-    body: Option<Bytes>,
+    body: &mut BodyPlan,
     tm: Timeouts,
     p: &mut Progress,
+    hooks: &Hooks,
+    declared_len: Option<u64>,
 ) -> Result<(http::Response<Incoming>, Lease)> {
     let mut pooled = checkout_or_slot(s, target).await;
     loop {
@@ -402,43 +702,63 @@ async fn send_once(
         );
         let result = match sender {
             Sender::H1(mut h1) => {
-                let req = build_request(false, target, method, url, headers, body.clone())?;
-                let fut = async {
-                    if h1.ready().await.is_err() {
-                        return (Err(None), h1);
+                if h1.ready().await.is_err() {
+                    Err(None)
+                } else {
+                    let gate = expects_continue(headers).then(Gate::new);
+                    let len = body.len().or(declared_len);
+                    let b = body.take(&hooks.counters, gate.clone())?;
+                    let mut req = build_request(false, target, method, url, headers, b)?;
+                    set_content_length(&mut req, len);
+                    if let Some(g) = &gate {
+                        let g = g.clone();
+                        hyper::ext::on_informational(&mut req, move |r| {
+                            if r.status() == StatusCode::CONTINUE {
+                                g.set(GateState::Continue);
+                            }
+                        });
                     }
-                    let r = h1.try_send_request(req).await;
-                    (r.map_err(Some), h1)
-                };
-                let (r, h1) = with_timeout(
-                    tm.read,
-                    Code::TimeoutRead,
-                    "waiting for the response",
-                    async { Ok(fut.await) },
-                )
-                .await?;
-                match r {
-                    Ok(resp) => Ok((
-                        resp,
-                        Lease {
-                            target: target.clone(),
-                            h1: Some(h1),
-                            remote,
-                        },
-                    )),
-                    Err(e) => Err(e),
+                    let r = with_timeout(
+                        tm.read,
+                        Code::TimeoutRead,
+                        "waiting for the response",
+                        async { Ok(h1.try_send_request(req).await) },
+                    )
+                    .await?;
+                    if let Some(g) = &gate {
+                        g.set(GateState::Final);
+                    }
+                    match r {
+                        Ok(resp) => Ok((
+                            resp,
+                            Lease {
+                                target: target.clone(),
+                                h1: Some(h1),
+                                remote,
+                            },
+                        )),
+                        Err(mut e) => {
+                            if let Some(req) = e.take_message() {
+                                body.restore(req.into_body());
+                            }
+                            Err(Some(e))
+                        }
+                    }
                 }
             }
             Sender::H2(mut h2) => {
-                let req = build_request(true, target, method, url, headers, body.clone())?;
+                if let Err(e) = h2.ready().await {
+                    return Err(body::hyper_error(&e, "HTTP/2 connection"));
+                }
+                let len = body.len().or(declared_len);
+                let b = body.take(&hooks.counters, None)?;
+                let mut req = build_request(true, target, method, url, headers, b)?;
+                set_content_length(&mut req, len);
                 let r = with_timeout(
                     tm.read,
                     Code::TimeoutRead,
                     "waiting for the response",
                     async {
-                        if let Err(e) = h2.ready().await {
-                            return Ok(Err(body::hyper_error(&e, "HTTP/2 connection")));
-                        }
                         Ok(h2
                             .send_request(req)
                             .await
@@ -473,7 +793,7 @@ async fn send_once(
                     Some(e) => body::hyper_error(e.error(), "sending the request"),
                     None => Error::new(Code::ConnectionReset, "pooled connection closed"),
                 };
-                if reused && (not_sent || idempotent) {
+                if reused && (not_sent || idempotent) && body.can_send() {
                     continue;
                 }
                 return Err(err);

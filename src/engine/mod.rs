@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod config;
+pub mod deliver;
 pub mod flow;
 pub mod pool;
 pub mod redact;

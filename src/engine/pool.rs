@@ -14,6 +14,7 @@ use hyper::client::conn::{http1, http2};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::body::ReqBody;
+use crate::log;
 use crate::net::connect::{Sender, Target};
 
 struct IdleH1 {
@@ -165,6 +166,12 @@ impl Pool {
                 .map(|(_, k)| k);
         let evicted = oldest.and_then(|k| g.h1.get_mut(&k).map(|l| l.remove(0)));
         drop(g);
+        if let Some(e) = &evicted {
+            log::debug!(
+                "idle connection to {} evicted: total connection limit reached",
+                e.remote
+            );
+        }
         drop(evicted);
     }
 
@@ -184,6 +191,11 @@ impl Pool {
         let mut g = self.lock();
         if let Some((s, remote)) = g.h2.get(target) {
             if !s.is_closed() {
+                log::trace!(
+                    "HTTP/2 connection shared host={}:{} remote={remote}",
+                    target.host,
+                    target.port
+                );
                 return Some((Sender::H2(s.clone()), *remote));
             }
             g.h2.remove(target);
@@ -195,6 +207,12 @@ impl Pool {
                     dead.push(idle);
                     continue;
                 }
+                log::debug!(
+                    "connection reused host={}:{} remote={}",
+                    target.host,
+                    target.port,
+                    idle.remote
+                );
                 found = Some((Sender::H1(idle.sender), idle.remote));
                 break;
             }
@@ -217,6 +235,7 @@ impl Pool {
             // Another host waits for a total slot and nobody here wants this one:
             // closing it hands its slot over.
             drop(g);
+            log::debug!("connection to {remote} closed: another host waits for a slot");
             drop(sender);
             return;
         }
@@ -233,6 +252,17 @@ impl Pool {
         };
         let signal = g.idle_signal.get(target).cloned();
         drop(g);
+        log::debug!(
+            "connection pooled host={}:{} remote={remote}",
+            target.host,
+            target.port
+        );
+        if let Some(e) = &evicted {
+            log::debug!(
+                "idle connection to {} evicted: per-host idle limit reached",
+                e.remote
+            );
+        }
         drop(evicted);
         if let Some(s) = signal {
             s.notify_waiters();
@@ -273,6 +303,12 @@ impl Pool {
         g.h1.retain(|_, l| !l.is_empty());
         g.h2.retain(|_, (s, _)| !s.is_closed());
         drop(g);
+        if !dead.is_empty() {
+            log::debug!(
+                "{} idle connection(s) closed: idle time-out or closed by the server",
+                dead.len()
+            );
+        }
         drop(dead);
     }
 

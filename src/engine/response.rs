@@ -51,6 +51,24 @@ impl Response {
         }
     }
 
+    /// The head alone (no body, no error), for `on_headers`.
+    pub fn head(&self) -> Response {
+        Response {
+            id: self.id,
+            error: None,
+            status: self.status,
+            version: self.version,
+            headers: self.headers.clone(),
+            body: vec![0],
+            body_len: 0,
+            effective_url: self.effective_url.clone(),
+            redirects: self.redirects,
+            remote: self.remote,
+            timings: self.timings,
+            warning: self.warning.clone(),
+        }
+    }
+
     pub fn code(&self) -> Code {
         self.error.as_ref().map_or(Code::Ok, |e| e.code)
     }

@@ -11,7 +11,9 @@ use tokio::sync::{oneshot, Notify};
 use tokio_util::task::TaskTracker;
 
 use crate::code::{Code, Error, Result};
-use crate::engine::config::{RequestSpec, SessionConfig};
+use crate::engine::body::PushUpload;
+use crate::engine::config::{RequestSpec, SessionConfig, UploadSource};
+use crate::engine::deliver::{Counters, Delivery, Queue};
 use crate::engine::flow::{self, Progress};
 use crate::engine::pool::{Limits, Pool};
 use crate::engine::response::Response;
@@ -20,9 +22,54 @@ use crate::net::dns::Resolver;
 use crate::net::proxy::Rules;
 use crate::net::tls::TlsConfigs;
 
-/// Receives the one outcome of a request.
-pub trait Deliver: Send + 'static {
-    fn deliver(self: Box<Self>, resp: Response);
+pub use crate::engine::deliver::Callbacks;
+
+/// Per request: how to reach it while it runs (cancel, resume, a pushed upload).
+struct Control {
+    cancel: oneshot::Sender<Error>,
+    resume: Arc<Resume>,
+    upload: Option<Arc<PushUpload>>,
+}
+
+/// Wakes a paused request. A resume counts even when it comes before the pause it
+/// ends (during the callback that asked for the pause).
+#[derive(Default)]
+pub struct Resume {
+    generation: AtomicU64,
+    notify: Notify,
+}
+
+impl Resume {
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn resume(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_waiters();
+    }
+
+    /// Waits until a resume after generation `g`.
+    pub async fn wait_after(&self, g: u64) {
+        loop {
+            let n = self.notify.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if self.generation() > g {
+                return;
+            }
+            n.await;
+        }
+    }
+}
+
+/// What a running request needs to reach its caller.
+pub struct Hooks {
+    pub cb: Arc<dyn Callbacks>,
+    pub delivery: Delivery,
+    pub counters: Arc<Counters>,
+    pub resume: Arc<Resume>,
+    pub upload: Option<Arc<PushUpload>>,
 }
 
 /// How `close` ends a session.
@@ -46,7 +93,8 @@ pub struct SessionInner {
     pub(crate) proxies: Rules,
     pub(crate) tracker: TaskTracker,
     rt: Arc<RuntimeShared>,
-    inflight: Mutex<HashMap<u64, oneshot::Sender<Error>>>,
+    inflight: Mutex<HashMap<u64, Control>>,
+    pub(crate) delivery: Delivery,
     drained: Notify,
     state: AtomicU8,
     next_id: AtomicU64,
@@ -56,7 +104,8 @@ pub struct SessionInner {
 /// (runtime shutdown) before it completed.
 struct Guard {
     id: u64,
-    deliver: Option<Box<dyn Deliver>>,
+    deliver: Option<Arc<dyn Callbacks>>,
+    delivery: Delivery,
     session: Arc<SessionInner>,
 }
 
@@ -64,7 +113,16 @@ impl Guard {
     fn complete(&mut self, resp: Response) {
         self.session.finished(self.id);
         if let Some(d) = self.deliver.take() {
-            d.deliver(resp);
+            match &self.delivery {
+                Delivery::Direct => d.complete(resp),
+                Delivery::Queued(q) => {
+                    let q2 = q.clone();
+                    q.push(Box::new(move || {
+                        d.complete(resp);
+                        q2.outstanding.fetch_sub(1, Ordering::AcqRel);
+                    }));
+                }
+            }
         }
     }
 }
@@ -85,7 +143,7 @@ impl Drop for Guard {
 }
 
 impl SessionInner {
-    fn lock_inflight(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Error>>> {
+    fn lock_inflight(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Control>> {
         self.inflight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -103,8 +161,8 @@ impl SessionInner {
     pub fn abort(&self, code: Code, why: &str) {
         self.state.store(CLOSED, Ordering::Release);
         let all: Vec<_> = self.lock_inflight().drain().collect();
-        for (_, tx) in all {
-            let _ = tx.send(Error::new(code, why));
+        for (_, c) in all {
+            let _ = c.cancel.send(Error::new(code, why));
         }
         self.drained.notify_waiters();
         self.pool.close();
@@ -137,7 +195,13 @@ impl Session {
             per_host: cfg.max_connections_per_host,
         };
         let pool = Pool::new(cfg.pool_idle_timeout, cfg.pool_max_idle_per_host, limits);
+        let delivery = if cfg.queued_delivery {
+            Delivery::Queued(Arc::new(Queue::new()?))
+        } else {
+            Delivery::Direct
+        };
         let inner = Arc::new(SessionInner {
+            delivery,
             cfg,
             pool,
             tls,
@@ -163,9 +227,19 @@ impl Session {
         &self.inner
     }
 
-    /// Starts a request; `deliver` gets its outcome exactly once, never inside this call.
-    /// On refusal `deliver` is dropped without being called.
-    pub fn send(&self, spec: RequestSpec, deliver: Box<dyn Deliver>) -> Result<u64> {
+    /// Starts a request; `cb` gets its outcome exactly once, never inside this call,
+    /// through the session's delivery. On refusal `cb` is dropped without being called.
+    pub fn send(&self, spec: RequestSpec, cb: Arc<dyn Callbacks>) -> Result<u64> {
+        let delivery = self.inner.delivery.clone();
+        self.send_with(spec, cb, delivery)
+    }
+
+    fn send_with(
+        &self,
+        spec: RequestSpec,
+        cb: Arc<dyn Callbacks>,
+        delivery: Delivery,
+    ) -> Result<u64> {
         let s = &self.inner;
         s.rt.check_usable()?;
         if s.state.load(Ordering::Acquire) != OPEN {
@@ -173,26 +247,101 @@ impl Session {
         }
         let id = s.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        s.lock_inflight().insert(id, tx);
+        let resume = Arc::new(Resume::default());
+        let upload = match spec.upload.as_ref().map(|u| &u.source) {
+            Some(UploadSource::Push) => {
+                let up = Arc::new(PushUpload::new(256 * 1024));
+                let (cb2, d2) = (cb.clone(), delivery.clone());
+                up.set_on_ready(Box::new(move || {
+                    let cb3 = cb2.clone();
+                    d2.post(move || cb3.on_upload_ready());
+                }));
+                Some(up)
+            }
+            _ => None,
+        };
+        s.lock_inflight().insert(
+            id,
+            Control {
+                cancel: tx,
+                resume: resume.clone(),
+                upload: upload.clone(),
+            },
+        );
+        if let Delivery::Queued(q) = &delivery {
+            q.outstanding.fetch_add(1, Ordering::AcqRel);
+        }
+        let hooks = Hooks {
+            cb: cb.clone(),
+            delivery: delivery.clone(),
+            counters: Arc::new(Counters::default()),
+            resume,
+            upload,
+        };
         let guard = Guard {
             id,
-            deliver: Some(deliver),
+            deliver: Some(cb),
+            delivery,
             session: s.clone(),
         };
         let inner = s.clone();
-        s.rt.handle.spawn(run(inner, id, spec, rx, guard));
+        s.rt.handle.spawn(run(inner, id, spec, rx, guard, hooks));
         Ok(id)
     }
 
     /// Cancels request `id`: it completes with CANCELED unless it already completed.
     pub fn cancel(&self, id: u64) -> bool {
-        let tx = self.inner.lock_inflight().remove(&id);
-        match tx {
-            Some(tx) => {
-                let _ = tx.send(Error::new(Code::Canceled, "canceled by the caller"));
+        let c = self.inner.lock_inflight().remove(&id);
+        match c {
+            Some(c) => {
+                let _ = c
+                    .cancel
+                    .send(Error::new(Code::Canceled, "canceled by the caller"));
                 true
             }
             None => false,
+        }
+    }
+
+    /// Resumes request `id` after an `on_data` or read callback paused it. False when
+    /// it is not in flight.
+    pub fn resume(&self, id: u64) -> bool {
+        let r = self
+            .inner
+            .lock_inflight()
+            .get(&id)
+            .map(|c| c.resume.clone());
+        match r {
+            Some(r) => {
+                r.resume();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The pushed upload of request `id`, if it has one and is in flight.
+    pub fn upload(&self, id: u64) -> Result<Arc<PushUpload>> {
+        match self.inner.lock_inflight().get(&id) {
+            Some(Control {
+                upload: Some(u), ..
+            }) => Ok(u.clone()),
+            Some(_) => Err(Error::new(
+                Code::InvalidState,
+                format!("request {id} has no pushed body (tern_request_set_body_stream)"),
+            )),
+            None => Err(Error::new(
+                Code::NotFound,
+                format!("request {id} is not in flight"),
+            )),
+        }
+    }
+
+    /// The queue of a session with queued delivery.
+    pub fn queue(&self) -> Option<&Arc<Queue>> {
+        match &self.inner.delivery {
+            Delivery::Queued(q) => Some(q),
+            Delivery::Direct => None,
         }
     }
 
@@ -240,13 +389,14 @@ impl Session {
             ));
         }
         struct ToChannel(std::sync::mpsc::SyncSender<Response>);
-        impl Deliver for ToChannel {
-            fn deliver(self: Box<Self>, resp: Response) {
+        impl Callbacks for ToChannel {
+            fn complete(&self, resp: Response) {
                 let _ = self.0.send(resp);
             }
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.send(spec, Box::new(ToChannel(tx)))?;
+        // The blocking call gets its outcome directly, also with queued delivery.
+        self.send_with(spec, Arc::new(ToChannel(tx)), Delivery::Direct)?;
         rx.recv()
             .map_err(|_| Error::new(Code::Internal, "the request ended without an outcome"))
     }
@@ -275,6 +425,7 @@ async fn run(
     spec: RequestSpec,
     cancel: oneshot::Receiver<Error>,
     mut guard: Guard,
+    hooks: Hooks,
 ) {
     let mut p = Progress {
         start: Instant::now(),
@@ -294,22 +445,26 @@ async fn run(
                 panic!("test panic inside a request task");
             }
             match total {
-                Some(d) => match tokio::time::timeout(d, flow::execute(&s, spec, &mut p)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(Error::new(
-                        Code::TimeoutTotal,
-                        format!(
-                            "the request took longer than its total time-out of {} ms",
-                            d.as_millis()
-                        ),
-                    )),
-                },
-                None => flow::execute(&s, spec, &mut p).await,
+                Some(d) => {
+                    match tokio::time::timeout(d, flow::execute(&s, spec, &mut p, &hooks)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(Error::new(
+                            Code::TimeoutTotal,
+                            format!(
+                                "the request took longer than its total time-out of {} ms",
+                                d.as_millis()
+                            ),
+                        )),
+                    }
+                }
+                None => flow::execute(&s, spec, &mut p, &hooks).await,
             }
         };
+        let ticker = progress_ticker(&hooks, s.cfg.progress_interval);
         tokio::select! {
             biased;
             why = cancel => Err(why.unwrap_or_else(|_| Error::new(Code::Shutdown, "the session was closed"))),
+            never = ticker => match never {},
             r = AssertUnwindSafe(work).catch_unwind() => match r {
                 Ok(r) => r,
                 Err(panic) => {
@@ -327,5 +482,29 @@ async fn run(
     if let Err(e) = outcome {
         p.resp.error = Some(e);
     }
+    if hooks.cb.wants_progress() {
+        let (cb, snap) = (hooks.cb.clone(), hooks.counters.snapshot());
+        hooks.delivery.post(move || cb.on_progress(snap));
+    }
     guard.complete(p.resp);
+}
+
+/// Reports progress while bytes move, at most once per `every`; never ends.
+async fn progress_ticker(hooks: &Hooks, every: Duration) -> std::convert::Infallible {
+    if !hooks.cb.wants_progress() {
+        return std::future::pending().await;
+    }
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut last = hooks.counters.snapshot();
+    loop {
+        tick.tick().await;
+        let now = hooks.counters.snapshot();
+        if now != last {
+            last = now;
+            let cb = hooks.cb.clone();
+            hooks.delivery.post(move || cb.on_progress(now));
+        }
+    }
 }

@@ -6,6 +6,7 @@
 
 pub mod boundary;
 pub mod error;
+pub mod log;
 pub mod options;
 pub mod request;
 pub mod response;

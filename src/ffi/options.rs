@@ -874,3 +874,62 @@ pub unsafe extern "C" fn tern_session_options_set_connection_limits(
         tern_code::Ok
     }
 }
+
+/// Where a session's callbacks run (passed as `uint32_t`).
+///
+/// Since: 0.1
+#[repr(u32)]
+#[derive(Clone, Copy, Debug)]
+pub enum tern_delivery {
+    /// On a runtime thread, as soon as the event happens. Default.
+    RuntimeThread = 0,
+    /// Queued, and run by the caller's own thread inside `tern_session_poll`; the
+    /// session's descriptor (`tern_session_fd`) is readable while callbacks wait.
+    Queued = 1,
+}
+
+/// Chooses where the session's callbacks run: a `tern_delivery` value.
+///
+/// Ownership: nothing is kept.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (unknown value).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_set_delivery(
+    opts: *mut tern_session_options,
+    delivery: u32,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        o.cfg.queued_delivery = match delivery {
+            0 => false,
+            1 => true,
+            other => return crate::ffi::boundary::fail(err, Error::new(tern_code::InvalidArgument, format!("unknown delivery {other} (TERN_DELIVERY_RUNTIME_THREAD or TERN_DELIVERY_QUEUED)"))),
+        };
+        tern_code::Ok
+    }
+}
+
+/// Sets the shortest time between two `on_progress` calls of one request, in
+/// milliseconds (default 100; at least 1).
+///
+/// Ownership: nothing is kept.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (0).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_set_progress_interval_ms(
+    opts: *mut tern_session_options,
+    ms: u32,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        if ms == 0 {
+            return crate::ffi::boundary::fail(err, Error::new(tern_code::InvalidArgument, "the progress interval must be at least 1 ms"));
+        }
+        o.cfg.progress_interval = std::time::Duration::from_millis(u64::from(ms));
+        tern_code::Ok
+    }
+}

@@ -4,8 +4,9 @@ use std::ffi::{c_char, c_void};
 
 use bytes::Bytes;
 
-use crate::code::tern_code;
-use crate::engine::config::RequestSpec;
+use crate::code::{tern_code, Error};
+use crate::engine::config::{RequestSpec, UploadSource, UploadSpec};
+use crate::engine::deliver::ReadOutcome;
 use crate::ffi::boundary::{
     bytes_arg, ffi_boundary, from_raw, mut_arg, null_arg, out_arg, str_arg, to_raw, try_ffi,
 };
@@ -120,6 +121,7 @@ pub unsafe extern "C" fn tern_request_set_body(
     ffi_boundary! {
         let r = try_ffi!(err, mut_arg(req, "req"));
         let b = try_ffi!(err, bytes_arg(data, len, "data"));
+        r.spec.upload = None;
         r.spec.body = Some(Bytes::copy_from_slice(b));
         tern_code::Ok
     }
@@ -182,6 +184,7 @@ pub unsafe extern "C" fn tern_request_set_body_borrowed(
         if data.is_null() && len > 0 {
             return crate::ffi::boundary::fail(err, null_arg("data"));
         }
+        r.spec.upload = None;
         r.spec.body = Some(Bytes::from_owner(Borrowed { ptr: data, len, release, user_data }));
         tern_code::Ok
     }
@@ -278,6 +281,154 @@ pub unsafe extern "C" fn tern_request_set_proxy(
             try_ffi!(err, crate::net::proxy::validate_url(u));
             r.spec.proxy = Some(Some(u.to_owned()));
         }
+        tern_code::Ok
+    }
+}
+
+/// What a body read callback returns (as `uint32_t`).
+///
+/// Since: 0.1
+#[repr(u32)]
+#[derive(Clone, Copy, Debug)]
+pub enum tern_read_status {
+    /// `*written` bytes were put in the buffer (0 is allowed: tern asks again).
+    Data = 0,
+    /// The body ends after the `*written` bytes put in the buffer now.
+    End = 1,
+    /// Nothing now: tern asks again after `tern_session_resume`.
+    Pause = 2,
+    /// Give up: the request completes with TERN_CODE_CANCELED.
+    Abort = 3,
+}
+
+/// The caller's body reader and its `user_data`.
+struct Reader {
+    read: unsafe extern "C" fn(*mut c_void, *mut u8, usize, *mut usize) -> u32,
+    release: Option<unsafe extern "C" fn(*mut c_void)>,
+    user_data: *mut c_void,
+    ended: std::sync::atomic::AtomicBool,
+}
+
+// SAFETY: the header tells the caller that the reader runs on runtime threads (or the
+// polling thread), one call at a time.
+unsafe impl Send for Reader {}
+unsafe impl Sync for Reader {}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if let Some(f) = self.release {
+            // SAFETY: the caller's function, once, with its own user_data.
+            unsafe { f(self.user_data) };
+        }
+    }
+}
+
+impl Reader {
+    fn next(&self, max: usize) -> ReadOutcome {
+        use std::sync::atomic::Ordering;
+        if self.ended.load(Ordering::Acquire) {
+            return ReadOutcome::End;
+        }
+        let mut buf = vec![0u8; max];
+        let mut written = 0usize;
+        // SAFETY: the caller's function with a live buffer of `max` bytes.
+        let status = unsafe { (self.read)(self.user_data, buf.as_mut_ptr(), max, &mut written) };
+        buf.truncate(written.min(max));
+        match status {
+            0 => ReadOutcome::Data(Bytes::from(buf)),
+            1 => {
+                self.ended.store(true, Ordering::Release);
+                if buf.is_empty() {
+                    ReadOutcome::End
+                } else {
+                    ReadOutcome::Data(Bytes::from(buf))
+                }
+            }
+            2 => ReadOutcome::Pause,
+            _ => ReadOutcome::Abort,
+        }
+    }
+}
+
+/// Checks a body length argument: -1 = unknown (chunked), else 0 or more.
+fn body_len(length: i64) -> Result<Option<u64>, Error> {
+    match length {
+        -1 => Ok(None),
+        n if n >= 0 => Ok(Some(n as u64)),
+        n => Err(Error::new(
+            tern_code::InvalidArgument,
+            format!("body length {n}: use -1 for an unknown length"),
+        )),
+    }
+}
+
+/// Makes the body come from `read`, called for each piece while the request is sent
+/// (libcurl's CURLOPT_READFUNCTION): it fills up to `cap` bytes of `buf`, stores the
+/// count in `*written` and returns a `tern_read_status`. `length` is the total
+/// (sent as Content-Length), or -1 when unknown (chunked with HTTP/1.1). A streamed
+/// body is sent once: no retry on a dead pooled connection, and a 307/308 redirect is
+/// returned instead of followed. With `Expect: 100-continue` set, the body waits for the
+/// server's 100 (at most a second).
+///
+/// Ownership: `release(user_data)` (may be NULL) runs once when tern no longer needs the
+/// reader, on any thread, also when the request is freed unsent or its body replaced.
+/// If this call fails, `release` is not called.
+/// Callbacks: `read` runs on a runtime thread that may block (the blocking pool), or,
+/// with queued delivery, inside `tern_session_poll`; one call at a time.
+/// Errors: TERN_CODE_NULL_ARGUMENT (`req`, `read`), TERN_CODE_INVALID_ARGUMENT
+/// (`length` below -1).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_request_set_body_reader(
+    req: *mut tern_request,
+    length: i64,
+    read: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            buf: *mut u8,
+            cap: usize,
+            written: *mut usize,
+        ) -> u32,
+    >,
+    release: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
+    user_data: *mut c_void,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let r = try_ffi!(err, mut_arg(req, "req"));
+        let Some(read) = read else { return crate::ffi::boundary::fail(err, null_arg("read")) };
+        let len = try_ffi!(err, body_len(length));
+        let reader = std::sync::Arc::new(Reader { read, release, user_data, ended: false.into() });
+        r.spec.body = None;
+        r.spec.upload = Some(UploadSpec {
+            len,
+            source: UploadSource::Reader(std::sync::Arc::new(move |max| reader.next(max))),
+        });
+        tern_code::Ok
+    }
+}
+
+/// Makes the body come from writes pushed after `tern_session_send`, from any thread:
+/// `tern_session_write(session, id, ...)` for the bytes, `tern_session_end_body` at
+/// the end; `on_upload_ready` says when a refused write may be made again. `length`
+/// is the total (sent as Content-Length) or -1 when unknown (chunked). Sent once, as
+/// for `tern_request_set_body_reader`.
+///
+/// Ownership: nothing is kept.
+/// Thread safety: one thread at a time per request.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (`length` below -1).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_request_set_body_stream(
+    req: *mut tern_request,
+    length: i64,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let r = try_ffi!(err, mut_arg(req, "req"));
+        let len = try_ffi!(err, body_len(length));
+        r.spec.body = None;
+        r.spec.upload = Some(UploadSpec { len, source: UploadSource::Push });
         tern_code::Ok
     }
 }

@@ -1,11 +1,12 @@
 //! `tern_session`: shared configuration and connection pool; sends requests.
 
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 use std::mem::{offset_of, size_of};
 
 use crate::code::{tern_code, Error};
+use crate::engine::deliver::{Action, Callbacks, ProgressSnapshot};
 use crate::engine::response::Response;
-use crate::engine::session::{CloseMode, Deliver, Session};
+use crate::engine::session::{CloseMode, Session};
 use crate::ffi::boundary::{
     fail, ffi_boundary, from_raw, null_arg, out_arg, ref_arg, to_raw, try_ffi,
 };
@@ -47,9 +48,13 @@ pub enum tern_action {
 /// against an older header passes its smaller size.
 ///
 /// Every function gets the `user_data` given to `tern_session_send` first. Callbacks
-/// run on a runtime thread, never inside `tern_session_send`, with no tern lock held:
-/// they may call `tern_session_send`, `tern_session_cancel` and `tern_response_free`
-/// (the blocking `tern_session_perform` returns TERN_CODE_WOULD_DEADLOCK there).
+/// run on a runtime thread (or, with queued delivery, inside `tern_session_poll` on
+/// the polling thread), never inside `tern_session_send`, with no tern lock held, one
+/// at a time per request and in order (`on_headers`, `on_data`..., `on_complete`,
+/// `release`). They may call `tern_session_send`, `tern_session_cancel`,
+/// `tern_session_resume`, `tern_session_write` and `tern_response_free` (the
+/// blocking `tern_session_perform` returns TERN_CODE_WOULD_DEADLOCK on a runtime
+/// thread). A callback on a runtime thread should not block: it holds up that thread.
 /// Callbacks must not unwind into tern (no C++ exception, Go panic or longjmp out of
 /// them).
 ///
@@ -62,15 +67,23 @@ pub struct tern_callbacks {
     /// which the caller frees with `tern_response_free` (on any thread, at any time).
     pub on_complete:
         Option<unsafe extern "C" fn(user_data: *mut c_void, response: *mut tern_response)>,
-    /// Reserved for the response head before the body (returns a `tern_action`).
-    /// Not yet supported: must be NULL (send refuses with TERN_CODE_UNSUPPORTED).
+    /// Optional. The final response's head (status, version, headers, effective URL,
+    /// timings so far; no body), before any body byte; `head` is valid during the call
+    /// only. Returns a `tern_action`: CONTINUE, CANCEL (the request completes with
+    /// TERN_CODE_CANCELED) or PAUSE (no body is read until `tern_session_resume`).
     pub on_headers:
         Option<unsafe extern "C" fn(user_data: *mut c_void, head: *const tern_response) -> u32>,
-    /// Reserved for streamed body chunks (returns a `tern_action`). Not yet supported:
-    /// must be NULL.
+    /// Optional. One chunk of the (decoded) body; `data` is valid during the call only.
+    /// When set, the body is not kept in the response. Returns a `tern_action`:
+    /// CONTINUE, CANCEL, or PAUSE: tern stops reading from the socket (the server's
+    /// sends then block on the TCP window) until `tern_session_resume` from any thread
+    /// (a resume made during this very call counts).
     pub on_data:
         Option<unsafe extern "C" fn(user_data: *mut c_void, data: *const u8, len: usize) -> u32>,
-    /// Reserved for progress reports. Not yet supported: must be NULL.
+    /// Optional. Bytes sent and to send, received and expected (0 when unknown; the
+    /// received count is of bytes on the wire, before decoding), at most once per the
+    /// session's progress interval while bytes move, and once more before
+    /// `on_complete`.
     pub on_progress: Option<
         unsafe extern "C" fn(
             user_data: *mut c_void,
@@ -80,8 +93,9 @@ pub struct tern_callbacks {
             expected: u64,
         ),
     >,
-    /// Reserved for streamed uploads (room to write again). Not yet supported: must be
-    /// NULL.
+    /// Optional. A pushed body (`tern_request_set_body_stream`) can take more: a
+    /// `tern_session_write` refused with TERN_CODE_WOULD_BLOCK (or taken in part) may be
+    /// tried again now.
     pub on_upload_ready: Option<unsafe extern "C" fn(user_data: *mut c_void)>,
     /// Optional. Runs exactly once, after the last callback of an accepted request,
     /// so bindings can free `user_data`. Never runs for a request `send` refused.
@@ -93,20 +107,70 @@ pub struct tern_session {
     inner: Session,
 }
 
-struct CDeliver {
+struct CCallbacks {
     on_complete: unsafe extern "C" fn(*mut c_void, *mut tern_response),
+    on_headers: Option<unsafe extern "C" fn(*mut c_void, *const tern_response) -> u32>,
+    on_data: Option<unsafe extern "C" fn(*mut c_void, *const u8, usize) -> u32>,
+    on_progress: Option<unsafe extern "C" fn(*mut c_void, u64, u64, u64, u64)>,
+    on_upload_ready: Option<unsafe extern "C" fn(*mut c_void)>,
     release: Option<unsafe extern "C" fn(*mut c_void)>,
     user_data: *mut c_void,
 }
 
 // SAFETY: the header tells the caller that user_data and the callbacks are used from
-// runtime threads.
-unsafe impl Send for CDeliver {}
+// runtime threads (or the polling thread), one callback at a time per request.
+unsafe impl Send for CCallbacks {}
+unsafe impl Sync for CCallbacks {}
 
-impl Deliver for CDeliver {
-    fn deliver(self: Box<Self>, resp: Response) {
+fn action(v: u32) -> Action {
+    match v {
+        0 => Action::Continue,
+        2 => Action::Pause,
+        _ => Action::Cancel,
+    }
+}
+
+impl Callbacks for CCallbacks {
+    fn wants_headers(&self) -> bool {
+        self.on_headers.is_some()
+    }
+    fn wants_data(&self) -> bool {
+        self.on_data.is_some()
+    }
+    fn wants_progress(&self) -> bool {
+        self.on_progress.is_some()
+    }
+    fn on_headers(&self, head: &Response) -> Action {
+        let Some(f) = self.on_headers else {
+            return Action::Continue;
+        };
+        let r = tern_response::new(head.head());
+        // SAFETY: the caller's callback with its user_data; `r` outlives the call.
+        action(unsafe { f(self.user_data, &r) })
+    }
+    fn on_data(&self, chunk: &[u8]) -> Action {
+        let Some(f) = self.on_data else {
+            return Action::Continue;
+        };
+        // SAFETY: as above; the chunk outlives the call.
+        action(unsafe { f(self.user_data, chunk.as_ptr(), chunk.len()) })
+    }
+    fn on_progress(&self, p: ProgressSnapshot) {
+        if let Some(f) = self.on_progress {
+            // SAFETY: as above.
+            unsafe { f(self.user_data, p.sent, p.to_send, p.received, p.expected) };
+        }
+    }
+    fn on_upload_ready(&self) {
+        if let Some(f) = self.on_upload_ready {
+            // SAFETY: as above.
+            unsafe { f(self.user_data) };
+        }
+    }
+    fn complete(&self, resp: Response) {
         let r = to_raw(tern_response::new(resp));
-        // SAFETY: the caller's callbacks with the caller's user_data, once each.
+        // SAFETY: the caller's callbacks with the caller's user_data; the session's
+        // guard calls this exactly once.
         unsafe {
             (self.on_complete)(self.user_data, r);
             if let Some(rel) = self.release {
@@ -120,7 +184,7 @@ impl Deliver for CDeliver {
 ///
 /// # Safety
 /// `cb` points to at least `struct_size` readable bytes.
-unsafe fn read_callbacks(cb: &tern_callbacks, user_data: *mut c_void) -> Result<CDeliver, Error> {
+unsafe fn read_callbacks(cb: &tern_callbacks, user_data: *mut c_void) -> Result<CCallbacks, Error> {
     let size = cb.struct_size;
     let min = offset_of!(tern_callbacks, on_complete) + size_of::<usize>();
     if size < min {
@@ -136,46 +200,23 @@ unsafe fn read_callbacks(cb: &tern_callbacks, user_data: *mut c_void) -> Result<
             "tern_callbacks.on_complete is required",
         ));
     };
-    let reserved = [
-        (
-            "on_headers",
-            offset_of!(tern_callbacks, on_headers),
-            cb.on_headers.is_some(),
-        ),
-        (
-            "on_data",
-            offset_of!(tern_callbacks, on_data),
-            cb.on_data.is_some(),
-        ),
-        (
-            "on_progress",
-            offset_of!(tern_callbacks, on_progress),
-            cb.on_progress.is_some(),
-        ),
-        (
-            "on_upload_ready",
-            offset_of!(tern_callbacks, on_upload_ready),
-            cb.on_upload_ready.is_some(),
-        ),
-    ];
-    for (name, off, set) in reserved {
-        if has(off) && set {
-            return Err(Error::new(
-                tern_code::Unsupported,
-                format!(
-                    "tern_callbacks.{name} is not supported by this version of tern; leave it NULL"
-                ),
-            ));
-        }
-    }
-    let release = if has(offset_of!(tern_callbacks, release)) {
-        cb.release
-    } else {
-        None
-    };
-    Ok(CDeliver {
+    Ok(CCallbacks {
         on_complete,
-        release,
+        on_headers: cb
+            .on_headers
+            .filter(|_| has(offset_of!(tern_callbacks, on_headers))),
+        on_data: cb
+            .on_data
+            .filter(|_| has(offset_of!(tern_callbacks, on_data))),
+        on_progress: cb
+            .on_progress
+            .filter(|_| has(offset_of!(tern_callbacks, on_progress))),
+        on_upload_ready: cb
+            .on_upload_ready
+            .filter(|_| has(offset_of!(tern_callbacks, on_upload_ready))),
+        release: cb
+            .release
+            .filter(|_| has(offset_of!(tern_callbacks, release))),
         user_data,
     })
 }
@@ -208,16 +249,30 @@ pub unsafe extern "C" fn tern_session_new(
 
 /// Drops the caller's reference to a session and starts a graceful close: requests in
 /// flight still complete (their callbacks still run), then connections close.
-/// `tern_session_free(NULL)` does nothing.
+/// With queued delivery nobody could poll afterwards, so requests in flight are
+/// aborted instead (TERN_CODE_SHUTDOWN) and every remaining callback runs on the
+/// calling thread before this returns. `tern_session_free(NULL)` does nothing.
 ///
 /// Ownership: consumes `session`.
-/// Thread safety: any thread (callbacks included), once; never blocks.
+/// Thread safety: any thread (callbacks included), once; never blocks, except to run
+/// the remaining callbacks of a queued session.
 /// Errors: none.
 /// Since: 0.1
 #[no_mangle]
 pub unsafe extern "C" fn tern_session_free(session: *mut tern_session) {
     ffi_boundary! {
-        drop(from_raw(session));
+        if let Some(s) = from_raw(session) {
+            if let Some(q) = s.inner.queue().cloned() {
+                s.inner.close(CloseMode::Abort);
+                let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                while q.outstanding.load(std::sync::atomic::Ordering::Acquire) > 0
+                    && std::time::Instant::now() < end
+                {
+                    q.poll(std::time::Duration::from_millis(10), usize::MAX);
+                }
+            }
+            drop(s);
+        }
     }
 }
 
@@ -249,7 +304,7 @@ pub unsafe extern "C" fn tern_session_send(
         let Some(req) = req else { return fail(err, null_arg("request")) };
         let cb = try_ffi!(err, ref_arg(callbacks, "callbacks"));
         let deliver = try_ffi!(err, read_callbacks(cb, user_data));
-        let id = try_ffi!(err, s.inner.send(req.spec, Box::new(deliver)));
+        let id = try_ffi!(err, s.inner.send(req.spec, std::sync::Arc::new(deliver)));
         if !id_out.is_null() {
             *id_out = id;
         }
@@ -326,6 +381,144 @@ pub unsafe extern "C" fn tern_session_close(
             other => return fail(err, Error::new(tern_code::InvalidArgument, format!("unknown close mode {other}"))),
         };
         s.inner.close(mode);
+        tern_code::Ok
+    }
+}
+
+/// Runs queued callbacks on the calling thread (sessions made with
+/// `TERN_DELIVERY_QUEUED`): up to `max_callbacks` of them (0 means no bound), waiting
+/// up to `timeout_ms` for the first when none is queued (0 = do not wait). Each
+/// request's callbacks still run in order and exactly once. Also clears the session's
+/// descriptor (`tern_session_fd`), which becomes readable again when callbacks wait.
+///
+/// Ownership: `ran_out` (may be NULL) receives how many callbacks ran.
+/// Thread safety: any thread that is not a tern runtime thread; the callbacks run on
+/// the thread that polls, so poll from one thread to keep them there. A callback may
+/// poll again (it runs other queued callbacks).
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_STATE (the session delivers on
+/// runtime threads), TERN_CODE_WOULD_DEADLOCK (called on a runtime thread).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_poll(
+    session: *const tern_session,
+    timeout_ms: u32,
+    max_callbacks: u32,
+    ran_out: *mut u32,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let s = try_ffi!(err, ref_arg(session, "session"));
+        let q = try_ffi!(err, queue_of(s));
+        if crate::engine::runtime::on_runtime_thread() {
+            return fail(err, Error::new(tern_code::WouldDeadlock, "tern_session_poll was called on a tern runtime thread"));
+        }
+        let max = if max_callbacks == 0 { usize::MAX } else { max_callbacks as usize };
+        let ran = q.poll(std::time::Duration::from_millis(u64::from(timeout_ms)), max);
+        if !ran_out.is_null() {
+            *ran_out = u32::try_from(ran).unwrap_or(u32::MAX);
+        }
+        tern_code::Ok
+    }
+}
+
+fn queue_of(s: &tern_session) -> Result<&std::sync::Arc<crate::engine::deliver::Queue>, Error> {
+    s.inner.queue().ok_or_else(|| {
+        Error::new(
+            tern_code::InvalidState,
+            "this session delivers callbacks on runtime threads; set TERN_DELIVERY_QUEUED to poll",
+        )
+    })
+}
+
+/// The descriptor of a session with queued delivery: readable while callbacks wait
+/// for `tern_session_poll`, for epoll, kqueue-like loops, libuv (`uv_poll_t`) or a
+/// frame loop. `tern_session_poll` clears it (reading it also does).
+///
+/// Ownership: the descriptor belongs to the session and stays valid until
+/// `tern_session_free`; do not close it.
+/// Thread safety: any thread.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_STATE (not queued delivery).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_fd(
+    session: *const tern_session,
+    fd_out: *mut c_int,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let s = try_ffi!(err, ref_arg(session, "session"));
+        try_ffi!(err, out_arg(fd_out, "fd_out"));
+        let q = try_ffi!(err, queue_of(s));
+        *fd_out = q.raw_fd();
+        tern_code::Ok
+    }
+}
+
+/// Resumes a request that `on_headers`, `on_data` or a body read callback paused.
+/// Resuming a request that is not paused makes its next pause return at once.
+///
+/// Ownership: nothing changes hands.
+/// Thread safety: any thread, callbacks included.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_NOT_FOUND (not in flight).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_resume(session: *const tern_session, id: u64) -> tern_code {
+    ffi_boundary! {
+        let Some(s) = session.as_ref() else { return tern_code::NullArgument };
+        if s.inner.resume(id) { tern_code::Ok } else { tern_code::NotFound }
+    }
+}
+
+/// Pushes body bytes to a request sent with `tern_request_set_body_stream`. Takes as
+/// much as its buffer (256 KiB) has room for: `*accepted` says how much. When nothing
+/// fits, returns TERN_CODE_WOULD_BLOCK; `on_upload_ready` runs once the buffer has
+/// drained to half, and the write can be made again.
+///
+/// Ownership: the bytes taken are copied.
+/// Thread safety: any thread, callbacks included; one writer at a time per request.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_WOULD_BLOCK, TERN_CODE_NOT_FOUND (not in
+/// flight), TERN_CODE_INVALID_STATE (the request has no pushed body),
+/// TERN_CODE_INVALID_ARGUMENT (already ended).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_write(
+    session: *const tern_session,
+    id: u64,
+    data: *const u8,
+    len: usize,
+    accepted: *mut usize,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let s = try_ffi!(err, ref_arg(session, "session"));
+        let data = try_ffi!(err, crate::ffi::boundary::bytes_arg(data, len, "data"));
+        let up = try_ffi!(err, s.inner.upload(id));
+        let n = try_ffi!(err, up.write(data));
+        if !accepted.is_null() {
+            *accepted = n;
+        }
+        tern_code::Ok
+    }
+}
+
+/// Ends the body of a request sent with `tern_request_set_body_stream`: the body is
+/// complete once the bytes written so far are sent.
+///
+/// Ownership: nothing changes hands.
+/// Thread safety: any thread, callbacks included.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_NOT_FOUND, TERN_CODE_INVALID_STATE (the
+/// request has no pushed body).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_end_body(
+    session: *const tern_session,
+    id: u64,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let s = try_ffi!(err, ref_arg(session, "session"));
+        let up = try_ffi!(err, s.inner.upload(id));
+        up.end();
         tern_code::Ok
     }
 }

@@ -18,6 +18,7 @@ use crate::code::{Code, Error, Result};
 use crate::engine::body::ReqBody;
 use crate::engine::config::VersionPref;
 use crate::engine::pool::Permits;
+use crate::log;
 use crate::net::dns::Resolver;
 use crate::net::proxy::{self, Kind, Proxy};
 use crate::net::tls;
@@ -115,7 +116,10 @@ async fn connect_tcp(addrs: Vec<SocketAddr>) -> Result<(TcpStream, SocketAddr)> 
     let mut queue = interleave(addrs).into_iter();
     let mut pending = FuturesUnordered::new();
     let mut last_err = None;
-    let attempt = |a: SocketAddr| async move { (a, TcpStream::connect(a).await) };
+    let attempt = |a: SocketAddr| async move {
+        log::debug!("connecting to {a}");
+        (a, TcpStream::connect(a).await)
+    };
     match queue.next() {
         Some(a) => pending.push(attempt(a)),
         None => return Err(Error::new(Code::Connect, "no address to connect to")),
@@ -124,8 +128,12 @@ async fn connect_tcp(addrs: Vec<SocketAddr>) -> Result<(TcpStream, SocketAddr)> 
         let delay = tokio::time::sleep(HAPPY_EYEBALLS_DELAY);
         tokio::select! {
             r = pending.next() => match r {
-                Some((a, Ok(s))) => return Ok((s, a)),
+                Some((a, Ok(s))) => {
+                    log::debug!("connected to {a}");
+                    return Ok((s, a));
+                }
                 Some((a, Err(e))) => {
+                    log::debug!("connect to {a} failed: {e}");
                     last_err = Some(io_error(&e, &format!("connect to {a} failed")));
                     if let Some(n) = queue.next() { pending.push(attempt(n)); }
                     if pending.is_empty() {
@@ -208,6 +216,7 @@ pub async fn dial(ctx: DialContext<'_>, target: &Target) -> Result<Dialed> {
                         err
                     })?;
                 t.tls = start.elapsed();
+                log_tls("the proxy", &p.host, s.get_ref().1);
                 if target.https {
                     let io = proxy::connect_tunnel(
                         s,
@@ -266,6 +275,7 @@ where
         .await
         .map_err(|e| tls::classify(&e))?;
     t.tls += start.elapsed();
+    log_tls("the server", &target.host, s.get_ref().1);
     let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
     if target.version == VersionPref::Http2PriorKnowledge && !h2 {
         return Err(Error::new(
@@ -274,6 +284,16 @@ where
         ));
     }
     handshake(ctx, s, h2).await
+}
+
+fn log_tls(peer: &str, host: &str, c: &rustls::ClientConnection) {
+    log::debug!(
+        "TLS handshake with {peer} done host={host} version={} alpn={}",
+        c.protocol_version()
+            .map_or("unknown".into(), |v| format!("{v:?}")),
+        c.alpn_protocol()
+            .map_or("none".into(), String::from_utf8_lossy)
+    );
 }
 
 async fn handshake<I>(ctx: &DialContext<'_>, io: I, h2: bool) -> Result<Sender>

@@ -20,6 +20,7 @@ use hickory_resolver::TokioResolver;
 
 use crate::code::{Code, Error, Result};
 use crate::engine::config::{DnsOptions, IpFamily};
+use crate::log;
 
 /// Cached system-resolver answers: name → (when resolved, addresses).
 type Cache = Mutex<HashMap<String, (Instant, Arc<Vec<IpAddr>>)>>;
@@ -112,6 +113,7 @@ impl Resolver {
                 ),
             ));
         }
+        log::debug!("DNS answer host={bare} addrs={ips:?}");
         Ok(ips)
     }
 

@@ -2,5 +2,6 @@
 
 pub mod connect;
 pub mod dns;
+pub mod eventfd;
 pub mod proxy;
 pub mod tls;

@@ -17,6 +17,7 @@ use tower_service::Service;
 
 use crate::code::{Code, Error, Result};
 use crate::engine::config::ProxyOptions;
+use crate::log;
 
 /// The kind of proxy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -270,6 +271,11 @@ where
     let upgraded = hyper::upgrade::on(resp)
         .await
         .map_err(|e| Error::new(Code::Proxy, format!("CONNECT tunnel failed: {e}")))?;
+    log::debug!(
+        "proxy tunnel established proxy={}:{} target={authority}",
+        proxy.host,
+        proxy.port
+    );
     Ok(TokioIo::new(upgraded))
 }
 
@@ -310,7 +316,14 @@ pub async fn socks5(tcp: TcpStream, host: &str, port: u16, proxy: &Proxy) -> Res
         .parse()
         .map_err(|e| Error::new(Code::InvalidUrl, format!("bad SOCKS target: {e}")))?;
     match svc.call(dst).await {
-        Ok(io) => Ok(io.into_inner()),
+        Ok(io) => {
+            log::debug!(
+                "SOCKS5 tunnel established proxy={}:{} target={host}:{port}",
+                proxy.host,
+                proxy.port
+            );
+            Ok(io.into_inner())
+        }
         Err(e) => {
             let text = e.to_string();
             let auth = text.contains("credentials not accepted")

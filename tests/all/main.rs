@@ -3,9 +3,11 @@
 //! faults nginx cannot make, in-process servers.
 
 mod common;
+mod embedding;
 mod faults;
 mod http;
 mod lifecycle;
+mod logging;
 mod options;
 mod proxy;
 mod static_checks;

@@ -1,0 +1,221 @@
+//! Where callbacks run: on the runtime thread that has the event (the default), or
+//! queued and run by the caller's own thread inside `poll` (queued delivery), with an
+//! eventfd that is readable while callbacks wait.
+
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::code::{Code, Error, Result};
+use crate::engine::response::Response;
+use crate::net::eventfd::EventFd;
+
+/// What `on_headers` and `on_data` ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    Cancel,
+    Pause,
+}
+
+/// What a read callback produced.
+#[derive(Debug)]
+pub enum ReadOutcome {
+    Data(bytes::Bytes),
+    End,
+    /// Nothing now: the caller resumes the request when there is.
+    Pause,
+    Abort,
+}
+
+/// The caller's callbacks for one request. `complete` is the one mandatory outcome;
+/// the others are optional (`wants_*` tells whether they are set).
+pub trait Callbacks: Send + Sync + 'static {
+    fn wants_headers(&self) -> bool {
+        false
+    }
+    fn wants_data(&self) -> bool {
+        false
+    }
+    fn wants_progress(&self) -> bool {
+        false
+    }
+    /// The head, before any body byte.
+    fn on_headers(&self, _head: &Response) -> Action {
+        Action::Continue
+    }
+    /// One body chunk (decoded).
+    fn on_data(&self, _chunk: &[u8]) -> Action {
+        Action::Continue
+    }
+    fn on_progress(&self, _p: ProgressSnapshot) {}
+    /// A pushed upload can take more.
+    fn on_upload_ready(&self) {}
+    /// The outcome, then `release`; called exactly once.
+    fn complete(&self, resp: Response);
+}
+
+/// Byte counts for `on_progress`; 0 = unknown for the totals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProgressSnapshot {
+    pub sent: u64,
+    pub to_send: u64,
+    pub received: u64,
+    pub expected: u64,
+}
+
+/// Live byte counters of one request, shared with the body streams.
+#[derive(Default)]
+pub struct Counters {
+    pub sent: AtomicU64,
+    pub to_send: AtomicU64,
+    pub received: AtomicU64,
+    pub expected: AtomicU64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> ProgressSnapshot {
+        ProgressSnapshot {
+            sent: self.sent.load(Ordering::Relaxed),
+            to_send: self.to_send.load(Ordering::Relaxed),
+            received: self.received.load(Ordering::Relaxed),
+            expected: self.expected.load(Ordering::Relaxed),
+        }
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The queue of callbacks waiting for the caller's `poll`.
+pub struct Queue {
+    jobs: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+    /// Readable (counter > 0) while jobs wait.
+    fd: EventFd,
+    /// Accepted requests whose last callback has not run yet.
+    pub outstanding: AtomicUsize,
+}
+
+impl Queue {
+    pub fn new() -> Result<Queue> {
+        let fd = EventFd::new().map_err(|e| {
+            Error::new(
+                Code::Internal,
+                format!("cannot create the queue's eventfd: {e}"),
+            )
+        })?;
+        Ok(Queue {
+            jobs: Mutex::new(VecDeque::new()),
+            ready: Condvar::new(),
+            fd,
+            outstanding: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.raw()
+    }
+
+    pub fn push(&self, job: Job) {
+        self.lock().push_back(job);
+        self.ready.notify_one();
+        self.fd.signal();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Job>> {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs up to `max` queued callbacks on the calling thread; waits up to `timeout`
+    /// for the first when none is queued. Returns how many ran.
+    pub fn poll(&self, timeout: Duration, max: usize) -> usize {
+        // Clear first: a job pushed from now on signals again.
+        self.fd.clear();
+        let deadline = Instant::now() + timeout;
+        let mut ran = 0;
+        while ran < max.max(1) {
+            let job = {
+                let mut g = self.lock();
+                loop {
+                    if let Some(j) = g.pop_front() {
+                        break Some(j);
+                    }
+                    let now = Instant::now();
+                    if ran > 0 || now >= deadline {
+                        break None;
+                    }
+                    g = self
+                        .ready
+                        .wait_timeout(g, deadline - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            };
+            let Some(job) = job else { break };
+            // A callback must not unwind into tern; if it does, the other jobs still run.
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+            ran += 1;
+            if ran >= max.max(1) {
+                break;
+            }
+        }
+        if !self.lock().is_empty() {
+            self.fd.signal();
+        }
+        ran
+    }
+}
+
+/// How a session's callbacks are delivered.
+#[derive(Clone)]
+pub enum Delivery {
+    /// On the runtime thread that has the event.
+    Direct,
+    /// Queued for the caller's `poll`.
+    Queued(Arc<Queue>),
+}
+
+impl Delivery {
+    /// Runs `f` for its effect: now (direct), or when the caller polls (queued).
+    pub fn post(&self, f: impl FnOnce() + Send + 'static) {
+        match self {
+            Delivery::Direct => f(),
+            Delivery::Queued(q) => q.push(Box::new(f)),
+        }
+    }
+
+    /// Runs `f` and waits for its result: inline (direct), or through the queue.
+    /// `None` when the queue was dropped before the job ran.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Option<R> {
+        match self {
+            Delivery::Direct => Some(f()),
+            Delivery::Queued(q) => {
+                let (tx, rx) = oneshot::channel();
+                q.push(Box::new(move || {
+                    let _ = tx.send(f());
+                }));
+                rx.await.ok()
+            }
+        }
+    }
+
+    /// As `call`, but a direct call runs on the blocking pool (for callbacks that may
+    /// block, such as a read from a file).
+    pub async fn call_blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Option<R> {
+        match self {
+            Delivery::Direct => tokio::task::spawn_blocking(f).await.ok(),
+            Delivery::Queued(_) => self.call(f).await,
+        }
+    }
+}
