@@ -1632,7 +1632,8 @@ void tern_session_free(tern_session *session);
 
 /**
  * Starts a request and returns its id at once. `callbacks->on_complete` runs exactly
- * once with the outcome, on a runtime thread, never inside this call.
+ * once with the outcome, never inside this call: on a runtime thread, or inside
+ * `tern_session_poll` with queued delivery.
  *
  * Ownership: consumes `request`, also on failure. `callbacks` is copied. tern does not
  * touch `user_data`; `release(user_data)` runs once after the last callback. When this

@@ -107,11 +107,15 @@ struct Guard {
     deliver: Option<Arc<dyn Callbacks>>,
     delivery: Delivery,
     session: Arc<SessionInner>,
+    /// Set when the outcome is handed over; callbacks that could come later from
+    /// elsewhere (`on_upload_ready`, from the connection's body stream) check it.
+    done: Arc<Mutex<bool>>,
 }
 
 impl Guard {
     fn complete(&mut self, resp: Response) {
         self.session.finished(self.id);
+        *self.done.lock().unwrap_or_else(|p| p.into_inner()) = true;
         if let Some(d) = self.deliver.take() {
             match &self.delivery {
                 Delivery::Direct => d.complete(resp),
@@ -248,13 +252,20 @@ impl Session {
         let id = s.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let resume = Arc::new(Resume::default());
+        let done = Arc::new(Mutex::new(false));
         let upload = match spec.upload.as_ref().map(|u| &u.source) {
             Some(UploadSource::Push) => {
                 let up = Arc::new(PushUpload::new(256 * 1024));
-                let (cb2, d2) = (cb.clone(), delivery.clone());
+                let (cb2, d2, done2) = (cb.clone(), delivery.clone(), done.clone());
                 up.set_on_ready(Box::new(move || {
-                    let cb3 = cb2.clone();
-                    d2.post(move || cb3.on_upload_ready());
+                    let (cb3, done3) = (cb2.clone(), done2.clone());
+                    // Never after on_complete: the lock orders it against `complete`.
+                    d2.post(move || {
+                        let g = done3.lock().unwrap_or_else(|p| p.into_inner());
+                        if !*g {
+                            cb3.on_upload_ready();
+                        }
+                    });
                 }));
                 Some(up)
             }
@@ -283,6 +294,7 @@ impl Session {
             deliver: Some(cb),
             delivery,
             session: s.clone(),
+            done,
         };
         let inner = s.clone();
         s.rt.handle.spawn(run(inner, id, spec, rx, guard, hooks));
