@@ -295,9 +295,18 @@ pub async fn execute(
             headers.insert(header::AUTHORIZATION, v);
         }
     }
+    // A Cookie header of the caller's wins over the jar (until a redirect to another
+    // origin drops it).
+    let mut own_cookie = headers.contains_key(header::COOKIE);
 
     loop {
         p.resp.effective_url = redact::url(&url);
+        if let Some(jar) = s.cookies.as_ref().filter(|_| !own_cookie) {
+            match jar.header(&url) {
+                Some(v) => headers.insert(header::COOKIE, v),
+                None => headers.remove(header::COOKIE),
+            };
+        }
         let target = target_of(s, &url, version, spec.proxy.as_ref())?;
         if target.https {
             p.resp.warning.clone_from(&s.tls.danger_note);
@@ -315,6 +324,9 @@ pub async fn execute(
             declared_len,
         )
         .await?;
+        if let Some(jar) = &s.cookies {
+            jar.store_response(&url, resp.headers());
+        }
         let status = resp.status();
         p.resp.status = status.as_u16();
         p.resp.version = Some(resp.version());
@@ -372,6 +384,7 @@ pub async fn execute(
                 headers.remove(header::AUTHORIZATION);
                 headers.remove(header::COOKIE);
                 headers.remove(header::PROXY_AUTHORIZATION);
+                own_cookie = false;
             }
             // Reuse the connection when the redirect's body is short.
             let Lease { target, h1, remote } = lease;
@@ -604,6 +617,34 @@ fn build_request(
     Ok(req)
 }
 
+/// The read time-out while a request is sent and its answer awaited: it fires after
+/// `d` without progress, and bytes of the request body going out count as progress,
+/// so a long upload is not cut off.
+async fn idle_timeout<T>(
+    d: Option<Duration>,
+    counters: &Counters,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let Some(d) = d else { return fut.await };
+    tokio::pin!(fut);
+    let mut last = counters.sent.load(AtomicOrdering::Relaxed);
+    loop {
+        tokio::select! {
+            r = &mut fut => return r,
+            _ = tokio::time::sleep(d) => {
+                let now = counters.sent.load(AtomicOrdering::Relaxed);
+                if now == last {
+                    return Err(Error::new(
+                        Code::TimeoutRead,
+                        format!("waiting for the response took longer than {} ms", d.as_millis()),
+                    ));
+                }
+                last = now;
+            }
+        }
+    }
+}
+
 /// Sends Content-Length for a streamed body of known length (hyper would otherwise
 /// send it chunked), unless the caller set one.
 fn set_content_length(req: &mut http::Request<ReqBody>, len: Option<u64>) {
@@ -718,12 +759,9 @@ async fn send_once(
                             }
                         });
                     }
-                    let r = with_timeout(
-                        tm.read,
-                        Code::TimeoutRead,
-                        "waiting for the response",
-                        async { Ok(h1.try_send_request(req).await) },
-                    )
+                    let r = idle_timeout(tm.read, &hooks.counters, async {
+                        Ok(h1.try_send_request(req).await)
+                    })
                     .await?;
                     if let Some(g) = &gate {
                         g.set(GateState::Final);
@@ -754,17 +792,12 @@ async fn send_once(
                 let b = body.take(&hooks.counters, None)?;
                 let mut req = build_request(true, target, method, url, headers, b)?;
                 set_content_length(&mut req, len);
-                let r = with_timeout(
-                    tm.read,
-                    Code::TimeoutRead,
-                    "waiting for the response",
-                    async {
-                        Ok(h2
-                            .send_request(req)
-                            .await
-                            .map_err(|e| body::hyper_error(&e, "sending the request")))
-                    },
-                )
+                let r = idle_timeout(tm.read, &hooks.counters, async {
+                    Ok(h2
+                        .send_request(req)
+                        .await
+                        .map_err(|e| body::hyper_error(&e, "sending the request")))
+                })
                 .await?;
                 match r {
                     Ok(resp) => Ok((

@@ -709,3 +709,50 @@ fn uploads_chunked_pushed_and_refused_before_the_body() {
     assert_eq!(code, tern_code::NotFound);
     assert_eq!(unsafe { tern_session_resume(s.0, id) }, tern_code::NotFound);
 }
+
+struct Slow {
+    left: AtomicUsize,
+}
+
+unsafe extern "C" fn read_slowly(
+    ud: *mut c_void,
+    buf: *mut u8,
+    cap: usize,
+    written: *mut usize,
+) -> u32 {
+    let slow = &*(ud as *const Slow);
+    std::thread::sleep(Duration::from_millis(150));
+    let n = cap.min(1000);
+    std::ptr::write_bytes(buf, b'x', n);
+    *written = n;
+    if slow.left.fetch_sub(1, Ordering::SeqCst) == 1 {
+        1
+    } else {
+        0
+    }
+}
+
+#[test]
+fn a_slow_upload_is_progress_for_the_read_timeout() {
+    let (port, _srv) = hashing_server();
+    let rt = Rt::new(1);
+    let s = Sess::new(&rt, &Opts::new().timeout(2, 400));
+    // 12 pieces, 150 ms apart: 1.8 s in all, never 400 ms without a byte.
+    let slow = Slow {
+        left: AtomicUsize::new(12),
+    };
+    let r = Req::new("POST", &format!("http://127.0.0.1:{port}/"));
+    let code = unsafe {
+        tern_request_set_body_reader(
+            r.0,
+            12_000,
+            Some(read_slowly),
+            None,
+            &slow as *const Slow as *mut c_void,
+            null_mut(),
+        )
+    };
+    assert_eq!(code, tern_code::Ok);
+    let r = s.perform(r);
+    assert!(r.ok().text().starts_with("12000 "), "{}", r.text());
+}
