@@ -535,9 +535,42 @@ typedef uint32_t tern_read_status;
 #endif // __cplusplus
 
 /**
+ * The encoding of a form (passed as `uint32_t`).
+ *
+ * Since: 0.1
+ */
+enum tern_form_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * `application/x-www-form-urlencoded`: text fields only, as
+   * `name=value&name2=value2` (an HTML form's default).
+   */
+  TERN_FORM_KIND_URLENCODED = 0,
+  /**
+   * `multipart/form-data` (RFC 7578): text fields, bytes and files.
+   */
+  TERN_FORM_KIND_MULTIPART = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum tern_form_kind tern_form_kind;
+#else
+typedef uint32_t tern_form_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * An error: a code and a human-readable message (secrets redacted).
  */
 typedef struct tern_error tern_error;
+
+/**
+ * A form being built: text fields, and for a multipart form bytes and files.
+ */
+typedef struct tern_form tern_form;
 
 /**
  * One request being built. Consumed by `tern_session_send` or `tern_session_perform`.
@@ -661,6 +694,68 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * Stores a cookie as if `url` had answered with the header `Set-Cookie:
+ * <set_cookie>` ("name=value; Path=/; Domain=...; Secure; Max-Age=..."), by the same
+ * rules (RFC 6265): without Domain the cookie is host-only; without Path its path is
+ * the URL's directory. An expired cookie (`Max-Age=0`, a past Expires) removes the
+ * stored one of that name, domain and path.
+ *
+ * Ownership: the strings are copied.
+ * Thread safety: any thread (the jar has a lock of its own).
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_STATE (the session has no jar),
+ * TERN_CODE_INVALID_URL, TERN_CODE_UNSUPPORTED_SCHEME, TERN_CODE_INVALID_ARGUMENT
+ * (not UTF-8, an unparsable cookie, a control character, or a Domain that does
+ * not match the URL's host). Messages never show the cookie's value.
+ * Since: 0.1
+ */
+tern_code tern_session_add_cookie(const tern_session *session,
+                                  const char *url,
+                                  const char *set_cookie,
+                                  tern_error **err);
+
+/**
+ * Reads the cookies tern would send to `url` now: the value of its Cookie header
+ * ("a=1; b=2": longer paths first, then oldest first), or "" when none matches.
+ * Secure cookies match https URLs, and http ones only for localhost and loopback
+ * addresses (as browsers and curl treat them); expired cookies never match.
+ *
+ * Ownership: on success `*out` receives a NUL-terminated string the caller frees
+ * with `tern_string_free`.
+ * Thread safety: any thread (the jar has a lock of its own).
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_STATE (the session has no jar),
+ * TERN_CODE_INVALID_URL, TERN_CODE_UNSUPPORTED_SCHEME, TERN_CODE_INVALID_ARGUMENT
+ * (not UTF-8).
+ * Since: 0.1
+ */
+tern_code tern_session_get_cookies(const tern_session *session,
+                                   const char *url,
+                                   char **out,
+                                   tern_error **err);
+
+/**
+ * Forgets every cookie of the session's jar.
+ *
+ * Ownership: nothing is kept.
+ * Thread safety: any thread (the jar has a lock of its own); requests in flight
+ * send what their next hop finds in the jar.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_STATE (the session has no jar).
+ * Since: 0.1
+ */
+tern_code tern_session_clear_cookies(const tern_session *session,
+                                     tern_error **err);
+
+/**
+ * Frees a string tern allocated for the caller (`tern_session_get_cookies`).
+ * `tern_string_free(NULL)` does nothing.
+ *
+ * Ownership: consumes `s`, which must come from tern (never from `malloc`).
+ * Thread safety: any thread, once.
+ * Errors: none.
+ * Since: 0.1
+ */
+void tern_string_free(char *s);
+
+/**
  * The code of an error.
  *
  * Ownership: borrows `err`.
@@ -689,6 +784,109 @@ const char *tern_error_message(const tern_error *err);
  * Since: 0.1
  */
 void tern_error_free(tern_error *err);
+
+/**
+ * Makes an empty form of `kind` (a `tern_form_kind` value), as libcurl's
+ * `curl_mime_init` or aiohttp's `FormData`.
+ *
+ * Ownership: on success `*out` receives a form the caller frees with
+ * `tern_form_free`; attaching it to requests (`tern_request_set_form`) copies it.
+ * Thread safety: any thread; one thread at a time per form.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (unknown kind).
+ * Since: 0.1
+ */
+tern_code tern_form_new(uint32_t kind,
+                        tern_form **out,
+                        tern_error **err);
+
+/**
+ * Frees a form. Requests it was attached to keep their own copy.
+ * `tern_form_free(NULL)` does nothing.
+ *
+ * Ownership: consumes `form`.
+ * Thread safety: any thread, once.
+ * Errors: none.
+ * Since: 0.1
+ */
+void tern_form_free(tern_form *form);
+
+/**
+ * Adds a text field, after the ones added before (fields are sent in order; a name
+ * may repeat). In a multipart form it is a part with no filename and no Content-Type.
+ *
+ * Ownership: `name` and `value` (UTF-8) are copied.
+ * Thread safety: one thread at a time per form.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (not UTF-8).
+ * Since: 0.1
+ */
+tern_code tern_form_add_field(tern_form *form,
+                              const char *name,
+                              const char *value,
+                              tern_error **err);
+
+/**
+ * Adds a part holding `(data, len)` to a multipart form (libcurl's
+ * `curl_mime_data`), with an optional `filename` and `content_type`. Without a
+ * content type it is guessed from the filename's extension, else
+ * `application/octet-stream`.
+ *
+ * Ownership: the bytes and strings are copied; `data` may be NULL when `len` is 0;
+ * `filename` and `content_type` may be NULL.
+ * Thread safety: one thread at a time per form.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (not a multipart form,
+ * not UTF-8, CR, LF or another control character in `content_type`).
+ * Since: 0.1
+ */
+tern_code tern_form_add_bytes(tern_form *form,
+                              const char *name,
+                              const uint8_t *data,
+                              size_t len,
+                              const char *filename,
+                              const char *content_type,
+                              tern_error **err);
+
+/**
+ * Adds a file to a multipart form (libcurl's `curl_mime_filedata`). The file is
+ * checked now, opened and measured again each time the form is attached to a
+ * request, and read in 64 KiB chunks while the request is sent, never whole into
+ * memory. `filename` defaults to the path's last component; `content_type` to a
+ * guess from the filename's extension, else `application/octet-stream`. A file that
+ * becomes shorter after it was attached fails the request with TERN_CODE_PROTOCOL
+ * and a message naming the file; bytes added after it are not sent.
+ *
+ * Ownership: the strings are copied; `filename` and `content_type` may be NULL.
+ * Thread safety: one thread at a time per form.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (not a multipart form,
+ * not UTF-8, CR, LF or another control character in `content_type`),
+ * TERN_CODE_INVALID_FILE (missing, unreadable or not a regular file).
+ * Since: 0.1
+ */
+tern_code tern_form_add_file(tern_form *form,
+                             const char *name,
+                             const char *path,
+                             const char *filename,
+                             const char *content_type,
+                             tern_error **err);
+
+/**
+ * Makes `form` the request's body, replacing any body set before, and sets
+ * Content-Type (`application/x-www-form-urlencoded`, or `multipart/form-data` with
+ * a random boundary) unless the request already has one. A urlencoded body is held
+ * in memory; a multipart body is streamed with an exact Content-Length, its files
+ * opened and measured now. Like every streamed body, a multipart body is sent once:
+ * a 307/308 redirect is returned rather than followed.
+ *
+ * Ownership: `form` is copied (open files are held by the request until it is sent
+ * or freed); the caller still owns and frees it.
+ * Thread safety: one thread at a time per request; a form nobody changes may be
+ * attached from several threads at once.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_FILE (a file can no longer be
+ * read).
+ * Since: 0.1
+ */
+tern_code tern_request_set_form(tern_request *req,
+                                const tern_form *form,
+                                tern_error **err);
 
 /**
  * Sets the process-wide log callback: `cb` receives tern's, rustls's, h2's,
@@ -1211,6 +1409,26 @@ tern_code tern_session_options_set_delivery(tern_session_options *opts,
 tern_code tern_session_options_set_progress_interval_ms(tern_session_options *opts,
                                                         uint32_t ms,
                                                         tern_error **err);
+
+/**
+ * Turns the session's cookie jar on (1) or off (0, the default). With it on, the
+ * session keeps the cookies of every response (redirect hops included) by RFC 6265's
+ * rules (domain, host-only, path, Secure, HttpOnly, Expires, Max-Age) and sends the
+ * matching ones in a Cookie header with each request and redirect hop, unless the
+ * request sets its own Cookie header (which then wins, until a redirect to another
+ * origin drops it). The jar lives as long as the session; it is not saved anywhere.
+ * Read and change it with `tern_session_get_cookies`, `tern_session_add_cookie` and
+ * `tern_session_clear_cookies` (libcurl's CURLOPT_COOKIEFILE "" and
+ * CURLOPT_COOKIELIST; aiohttp's `cookie_jar`).
+ *
+ * Ownership: nothing is kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (not 0 or 1).
+ * Since: 0.1
+ */
+tern_code tern_session_options_set_cookie_jar(tern_session_options *opts,
+                                              uint32_t on,
+                                              tern_error **err);
 
 /**
  * Makes a request.

@@ -624,6 +624,38 @@ location = /headers {
     return 200 "method=$request_method\nauthorization=$http_authorization\ncookie=$http_cookie\nuser-agent=$http_user_agent\naccept-encoding=$http_accept_encoding\nx-test=$http_x_test\nhost=$host\n";
 }
 
+# Cookies (tests/all/cookies.rs): set, expire, set on a redirect, Secure, and an
+# echo of the Cookie header under /cookies.
+location = /cookies/set {
+    add_header Set-Cookie "a=1; Path=/";
+    add_header Set-Cookie "b=2; Path=/cookies";
+    return 200 "set\n";
+}
+
+location = /cookies/echo {
+    return 200 "cookie=$http_cookie\n";
+}
+
+location = /cookies/expire {
+    add_header Set-Cookie "a=0; Path=/; Max-Age=0";
+    return 200 "expired\n";
+}
+
+location = /cookies/redirect {
+    add_header Set-Cookie "r=3; Path=/";
+    return 302 /headers;
+}
+
+location = /cookies/redirect-localhost {
+    add_header Set-Cookie "h=4; Path=/";
+    return 302 http://localhost:$server_port/headers;
+}
+
+location = /cookies/secure {
+    add_header Set-Cookie "s=5; Path=/; Secure";
+    return 200 "secure\n";
+}
+
 location = /redirect-abs {
     return 302 http://127.0.0.1:18080/hello;
 }

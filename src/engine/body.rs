@@ -203,6 +203,13 @@ pub fn hyper_error(e: &hyper::Error, what: &str) -> Error {
     }
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = src {
+        let aborted = s.is::<UploadAborted>()
+            || s.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|i| i.is::<UploadAborted>());
+        if aborted {
+            return Error::new(Code::Canceled, format!("{what}: {UploadAborted}"));
+        }
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::UnexpectedEof {
                 return Error::new(
@@ -355,6 +362,18 @@ where
     }
     Ok(total)
 }
+
+/// The caller's read callback gave up on the upload (TERN_READ_STATUS_ABORT).
+#[derive(Debug)]
+pub struct UploadAborted;
+
+impl std::fmt::Display for UploadAborted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the read callback aborted the upload")
+    }
+}
+
+impl std::error::Error for UploadAborted {}
 
 /// Carries a hyper error through the decoder's io::Error.
 #[derive(Debug)]

@@ -181,6 +181,8 @@ pub struct SessionConfig {
     pub queued_delivery: bool,
     /// The shortest time between two `on_progress` calls of one request.
     pub progress_interval: Duration,
+    /// Keep cookies from responses and send them back (RFC 6265); off by default.
+    pub cookie_jar: bool,
 }
 
 /// The user agent sent unless the caller sets its own.
@@ -216,6 +218,7 @@ impl Default for SessionConfig {
             max_connections_per_host: 0,
             queued_delivery: false,
             progress_interval: Duration::from_millis(100),
+            cookie_jar: false,
         }
     }
 }

@@ -548,12 +548,7 @@ fn reader_stream(read: Arc<ReadFn>, hooks: &Hooks) -> ChunkStream {
                     ReadOutcome::End => return None,
                     ReadOutcome::Pause => resume.wait_after(generation).await,
                     ReadOutcome::Abort => {
-                        return Some((
-                            Err(std::io::Error::other(
-                                "the read callback aborted the upload",
-                            )),
-                            true,
-                        ))
+                        return Some((Err(std::io::Error::other(body::UploadAborted)), true))
                     }
                 }
             }

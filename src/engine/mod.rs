@@ -3,8 +3,10 @@
 
 pub mod body;
 pub mod config;
+pub mod cookies;
 pub mod deliver;
 pub mod flow;
+pub mod form;
 pub mod pool;
 pub mod redact;
 pub mod response;

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::code::{Code, Error, Result};
 use crate::engine::body::PushUpload;
 use crate::engine::config::{RequestSpec, SessionConfig, UploadSource};
+use crate::engine::cookies::CookieJar;
 use crate::engine::deliver::{Counters, Delivery, Queue};
 use crate::engine::flow::{self, Progress};
 use crate::engine::pool::{Limits, Pool};
@@ -92,6 +93,8 @@ pub struct SessionInner {
     pub(crate) resolver: Resolver,
     pub(crate) proxies: Rules,
     pub(crate) tracker: TaskTracker,
+    /// The cookie jar, when the options turned it on.
+    pub(crate) cookies: Option<CookieJar>,
     rt: Arc<RuntimeShared>,
     inflight: Mutex<HashMap<u64, Control>>,
     pub(crate) delivery: Delivery,
@@ -204,6 +207,7 @@ impl Session {
         } else {
             Delivery::Direct
         };
+        let cookies = cfg.cookie_jar.then(CookieJar::new);
         let inner = Arc::new(SessionInner {
             delivery,
             cfg,
@@ -212,6 +216,7 @@ impl Session {
             resolver,
             proxies,
             tracker: TaskTracker::new(),
+            cookies,
             rt: shared.clone(),
             inflight: Mutex::new(HashMap::new()),
             drained: Notify::new(),

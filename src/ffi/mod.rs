@@ -5,7 +5,9 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod boundary;
+pub mod cookies;
 pub mod error;
+pub mod form;
 pub mod log;
 pub mod options;
 pub mod request;

@@ -933,3 +933,30 @@ pub unsafe extern "C" fn tern_session_options_set_progress_interval_ms(
         tern_code::Ok
     }
 }
+
+/// Turns the session's cookie jar on (1) or off (0, the default). With it on, the
+/// session keeps the cookies of every response (redirect hops included) by RFC 6265's
+/// rules (domain, host-only, path, Secure, HttpOnly, Expires, Max-Age) and sends the
+/// matching ones in a Cookie header with each request and redirect hop, unless the
+/// request sets its own Cookie header (which then wins, until a redirect to another
+/// origin drops it). The jar lives as long as the session; it is not saved anywhere.
+/// Read and change it with `tern_session_get_cookies`, `tern_session_add_cookie` and
+/// `tern_session_clear_cookies` (libcurl's CURLOPT_COOKIEFILE "" and
+/// CURLOPT_COOKIELIST; aiohttp's `cookie_jar`).
+///
+/// Ownership: nothing is kept.
+/// Thread safety: one thread at a time per options object.
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (not 0 or 1).
+/// Since: 0.1
+#[no_mangle]
+pub unsafe extern "C" fn tern_session_options_set_cookie_jar(
+    opts: *mut tern_session_options,
+    on: u32,
+    err: *mut *mut tern_error,
+) -> tern_code {
+    ffi_boundary! {
+        let o = try_ffi!(err, mut_arg(opts, "opts"));
+        o.cfg.cookie_jar = try_ffi!(err, bool_arg(on, "on"));
+        tern_code::Ok
+    }
+}

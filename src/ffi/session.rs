@@ -104,7 +104,7 @@ pub struct tern_callbacks {
 
 /// The opaque session: configuration, connection pool, in-flight requests.
 pub struct tern_session {
-    inner: Session,
+    pub(crate) inner: Session,
 }
 
 struct CCallbacks {

@@ -3,8 +3,10 @@
 //! faults nginx cannot make, in-process servers.
 
 mod common;
+mod cookies;
 mod embedding;
 mod faults;
+mod forms;
 mod http;
 mod lifecycle;
 mod logging;

@@ -791,6 +791,148 @@ static void test_responses(void) {
     tern_runtime_free(rt);
 }
 
+/* ------------------------------------------------------- forms and cookies --- */
+
+static const char *url_echo;
+
+static void test_forms_and_cookies(void) {
+    const char *bad_utf8 = "\xff\xfe";
+
+    /* A small file to attach, removed at the end. */
+    char path[] = "/tmp/tern-bad-input-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    CHECK(write(fd, "file-bytes", 10) == 10);
+    close(fd);
+
+    tern_form *f = (tern_form *)UNTOUCHED;
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_form_new(TERN_FORM_KIND_MULTIPART, NULL, E));
+    EXPECT(TERN_CODE_INVALID_ARGUMENT, tern_form_new(2, &f, E));
+    EXPECT(TERN_CODE_INVALID_ARGUMENT, tern_form_new(UINT32_MAX, &f, E));
+    CHECK(f == (tern_form *)UNTOUCHED);
+    tern_form_free(NULL);
+
+    /* A urlencoded form takes text fields only. */
+    tern_form *u = NULL;
+    EXPECT1(TERN_CODE_OK, tern_form_new(TERN_FORM_KIND_URLENCODED, &u, E));
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_form_add_field(NULL, "a", "1", E));
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_form_add_field(u, NULL, "1", E));
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_form_add_field(u, "a", NULL, E));
+    EXPECT(TERN_CODE_INVALID_ARGUMENT, tern_form_add_field(u, bad_utf8, "1", E));
+    EXPECT(TERN_CODE_INVALID_ARGUMENT, tern_form_add_field(u, "a", bad_utf8, E));
+    EXPECT(TERN_CODE_OK, tern_form_add_field(u, "a b", "c&d", E));
+    EXPECT(TERN_CODE_INVALID_ARGUMENT, tern_form_add_bytes(u, "b", (const uint8_t *)"x", 1, NULL, NULL, E));
+    EXPECT(TERN_CODE_INVALID_ARGUMENT, tern_form_add_file(u, "f", path, NULL, NULL, E));
+
+    tern_form *m = NULL;
+    EXPECT1(TERN_CODE_OK, tern_form_new(TERN_FORM_KIND_MULTIPART, &m, E));
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_form_add_bytes(NULL, "b", (const uint8_t *)"x", 1, NULL, NULL, E));
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_form_add_bytes(m, NULL, (const uint8_t *)"x", 1, NULL, NULL, E));
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_form_add_bytes(m, "b", NULL, 1, NULL, NULL, E));
+    EXPECT(TERN_CODE_INVALID_ARGUMENT, tern_form_add_bytes(m, "b", (const uint8_t *)"x", 1, bad_utf8, NULL, E));
+    EXPECT(TERN_CODE_INVALID_ARGUMENT, tern_form_add_bytes(m, "b", (const uint8_t *)"x", 1, NULL, bad_utf8, E));
+    EXPECT(TERN_CODE_INVALID_ARGUMENT, tern_form_add_bytes(m, "b", (const uint8_t *)"x", 1, NULL, "text/plain\r\nX-Injected: 1", E));
+    EXPECT(TERN_CODE_INVALID_ARGUMENT, tern_form_add_bytes(m, "b", (const uint8_t *)"x", 1, NULL, "", E));
+    EXPECT(TERN_CODE_OK, tern_form_add_bytes(m, "empty", NULL, 0, NULL, NULL, E));
+    EXPECT(TERN_CODE_OK, tern_form_add_bytes(m, "b", (const uint8_t *)"xyz", 3, "b.json", "application/json", E));
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_form_add_file(NULL, "f", path, NULL, NULL, E));
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_form_add_file(m, NULL, path, NULL, NULL, E));
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_form_add_file(m, "f", NULL, NULL, NULL, E));
+    EXPECT(TERN_CODE_INVALID_ARGUMENT, tern_form_add_file(m, "f", path, NULL, "a\nb", E));
+    EXPECT(TERN_CODE_INVALID_ARGUMENT, tern_form_add_file(m, "f", bad_utf8, NULL, NULL, E));
+    EXPECT(TERN_CODE_INVALID_FILE, tern_form_add_file(m, "f", "/nonexistent/tern-bad-input", NULL, NULL, E));
+    EXPECT(TERN_CODE_INVALID_FILE, tern_form_add_file(m, "f", "/tmp", NULL, NULL, E));
+    EXPECT(TERN_CODE_INVALID_FILE, tern_form_add_file(m, "f", "", NULL, NULL, E));
+    EXPECT(TERN_CODE_OK, tern_form_add_field(m, "field", "value", E));
+    EXPECT1(TERN_CODE_OK, tern_form_add_file(m, "f", path, NULL, NULL, E));
+
+    tern_request *req = new_request();
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_request_set_form(NULL, m, E));
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_request_set_form(req, NULL, E));
+    EXPECT(TERN_CODE_OK, tern_request_set_form(req, u, E));
+    EXPECT(TERN_CODE_OK, tern_request_set_form(req, m, E));
+    tern_request_free(req); /* closes the files the form opened */
+
+    /* The file is gone when the form is attached: INVALID_FILE. */
+    tern_form *gone = NULL;
+    EXPECT1(TERN_CODE_OK, tern_form_new(TERN_FORM_KIND_MULTIPART, &gone, E));
+    EXPECT1(TERN_CODE_OK, tern_form_add_file(gone, "f", path, "renamed.txt", "text/plain", E));
+
+    /* Cookies: options, then the jar's functions without and with a jar. */
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_session_options_set_cookie_jar(NULL, 1, E));
+    tern_session_options *o = NULL;
+    EXPECT1(TERN_CODE_OK, tern_session_options_new(&o, E));
+    EXPECT(TERN_CODE_INVALID_ARGUMENT, tern_session_options_set_cookie_jar(o, 2, E));
+    EXPECT(TERN_CODE_INVALID_ARGUMENT, tern_session_options_set_cookie_jar(o, UINT32_MAX, E));
+    tern_runtime *rt = NULL;
+    EXPECT1(TERN_CODE_OK, tern_runtime_new(NULL, &rt, E));
+    tern_session *plain = NULL, *s = NULL;
+    EXPECT1(TERN_CODE_OK, tern_session_new(rt, o, &plain, E));
+    EXPECT(TERN_CODE_OK, tern_session_options_set_cookie_jar(o, 1, E));
+    EXPECT1(TERN_CODE_OK, tern_session_new(rt, o, &s, E));
+    tern_session_options_free(o);
+
+    char *out = (char *)UNTOUCHED;
+    EXPECT(TERN_CODE_INVALID_STATE, tern_session_add_cookie(plain, url_hello, "a=1", E));
+    EXPECT(TERN_CODE_INVALID_STATE, tern_session_get_cookies(plain, url_hello, &out, E));
+    EXPECT(TERN_CODE_INVALID_STATE, tern_session_clear_cookies(plain, E));
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_session_add_cookie(NULL, url_hello, "a=1", E));
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_session_add_cookie(s, NULL, "a=1", E));
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_session_add_cookie(s, url_hello, NULL, E));
+    EXPECT(TERN_CODE_INVALID_ARGUMENT, tern_session_add_cookie(s, bad_utf8, "a=1", E));
+    EXPECT(TERN_CODE_INVALID_ARGUMENT, tern_session_add_cookie(s, url_hello, bad_utf8, E));
+    EXPECT(TERN_CODE_INVALID_URL, tern_session_add_cookie(s, "not a url", "a=1", E));
+    EXPECT(TERN_CODE_UNSUPPORTED_SCHEME, tern_session_add_cookie(s, "ftp://example.test/", "a=1", E));
+    EXPECT(TERN_CODE_INVALID_ARGUMENT, tern_session_add_cookie(s, url_hello, "no-equals-sign", E));
+    EXPECT(TERN_CODE_INVALID_ARGUMENT, tern_session_add_cookie(s, url_hello, "a=1\r\nX-Injected: 1", E));
+    EXPECT(TERN_CODE_INVALID_ARGUMENT, tern_session_add_cookie(s, url_hello, "a=1; Domain=example.org", E));
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_session_get_cookies(NULL, url_hello, &out, E));
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_session_get_cookies(s, NULL, &out, E));
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_session_get_cookies(s, url_hello, NULL, E));
+    EXPECT(TERN_CODE_INVALID_URL, tern_session_get_cookies(s, "http://", &out, E));
+    CHECK(out == (char *)UNTOUCHED);
+    EXPECT(TERN_CODE_NULL_ARGUMENT, tern_session_clear_cookies(NULL, E));
+
+    EXPECT1(TERN_CODE_OK, tern_session_get_cookies(s, url_hello, &out, E));
+    CHECK(out != NULL && out != (char *)UNTOUCHED && strcmp(out, "") == 0);
+    tern_string_free(out);
+    EXPECT(TERN_CODE_OK, tern_session_add_cookie(s, url_hello, "a=1; Path=/", E));
+    EXPECT(TERN_CODE_OK, tern_session_add_cookie(s, url_hello, "gone=1; Max-Age=0", E));
+    out = NULL;
+    EXPECT1(TERN_CODE_OK, tern_session_get_cookies(s, url_hello, &out, E));
+    CHECK(out != NULL && strcmp(out, "a=1") == 0);
+    tern_string_free(out);
+    tern_string_free(NULL);
+
+    /* A multipart upload really sent (the file streamed from disk), then the same
+     * form after its file was removed. */
+    req = NULL;
+    EXPECT1(TERN_CODE_OK, tern_request_new("POST", url_echo, &req, E));
+    EXPECT1(TERN_CODE_OK, tern_request_set_form(req, m, E));
+    tern_response *resp = NULL;
+    EXPECT1(TERN_CODE_OK, tern_session_perform(s, req, &resp, E));
+    if (resp != NULL) {
+        CHECK(tern_response_code(resp) == TERN_CODE_OK && tern_response_status(resp) == 200);
+        const uint8_t *body = NULL;
+        size_t len = 0;
+        CHECK(tern_response_body(resp, &body, &len) == TERN_CODE_OK);
+        CHECK(body != NULL && strstr((const char *)body, "\r\n\r\nfile-bytes\r\n") != NULL);
+        tern_response_free(resp);
+    }
+    EXPECT(TERN_CODE_OK, tern_session_clear_cookies(s, E));
+    unlink(path);
+    req = new_request();
+    EXPECT(TERN_CODE_INVALID_FILE, tern_request_set_form(req, gone, E));
+    tern_request_free(req);
+
+    tern_form_free(gone);
+    tern_form_free(m);
+    tern_form_free(u);
+    tern_session_free(plain);
+    tern_session_free(s);
+    tern_runtime_free(rt);
+}
+
 int main(void) {
     const char *http = need_env("TERN_TEST_HTTP");
     char *hello = url_join(http, "/hello");
@@ -801,6 +943,10 @@ int main(void) {
     test_requests();
     test_runtime_and_session();
     test_responses();
+    char *echo = url_join(http, "/echo");
+    url_echo = echo;
+    test_forms_and_cookies();
+    free(echo);
 
     free(hello);
     printf("bad_input: %d checks, %d failed\n", checks, failures);
