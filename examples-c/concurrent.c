@@ -172,7 +172,7 @@ static bool send_one(const tern_session *session, struct run *run, const char *u
     static const tern_callbacks callbacks = {
         .struct_size = sizeof(tern_callbacks),
         .on_complete = on_complete,
-        .on_headers = NULL, /* reserved for streaming: must be NULL in tern 0.1 */
+        .on_headers = NULL, /* optional: the head, the body in chunks, progress */
         .on_data = NULL,
         .on_progress = NULL,
         .on_upload_ready = NULL,

@@ -1838,7 +1838,8 @@ tern_code tern_session_new(const tern_runtime *rt,
  * flight still complete (their callbacks still run), then connections close.
  * With queued delivery nobody could poll afterwards, so requests in flight are
  * aborted instead (TERN_CODE_SHUTDOWN) and every remaining callback runs on the
- * calling thread before this returns. `tern_session_free(NULL)` does nothing.
+ * calling thread before this returns (called from a callback, that callback's own
+ * `release` runs after it returns). `tern_session_free(NULL)` does nothing.
  *
  * Ownership: consumes `session`.
  * Thread safety: any thread (callbacks included), once; never blocks, except to run
@@ -1859,9 +1860,8 @@ void tern_session_free(tern_session *session);
  * `user_data`. `id_out` may be NULL.
  * Thread safety: any thread, callbacks included; a session may be shared by threads.
  * Errors: TERN_CODE_NULL_ARGUMENT (`session`, `request`, `callbacks` or `on_complete`),
- * TERN_CODE_INVALID_ARGUMENT (`struct_size`), TERN_CODE_UNSUPPORTED (a reserved
- * callback was set), TERN_CODE_SHUTDOWN (session closed or runtime freed),
- * TERN_CODE_FORKED.
+ * TERN_CODE_INVALID_ARGUMENT (`struct_size`), TERN_CODE_SHUTDOWN (session closed or
+ * runtime freed), TERN_CODE_FORKED.
  * Since: 0.1
  */
 tern_code tern_session_send(const tern_session *session,

@@ -44,6 +44,53 @@ pub fn streamed(chunks: ChunkStream, sent: Arc<Counters>) -> ReqBody {
     http_body_util::StreamBody::new(frames).boxed_unsync()
 }
 
+/// Holds a streamed body to its declared length: more bytes, or an end before it,
+/// fail the request (INVALID_ARGUMENT) instead of going out cut or short.
+pub fn checked_len(inner: ChunkStream, declared: u64) -> ChunkStream {
+    let mut total = 0u64;
+    let mut done = false;
+    let mut inner = inner;
+    Box::pin(futures_util::stream::poll_fn(move |cx| {
+        if done {
+            return std::task::Poll::Ready(None);
+        }
+        let item = futures_util::ready!(inner.as_mut().poll_next(cx));
+        let mismatch = |got: String| {
+            std::io::Error::other(BodyLength(format!(
+                "the streamed body has {got} bytes but its declared length is {declared}"
+            )))
+        };
+        std::task::Poll::Ready(match item {
+            Some(Ok(b)) => {
+                total += b.len() as u64;
+                if total > declared {
+                    done = true;
+                    Some(Err(mismatch(format!("more than {declared}"))))
+                } else {
+                    Some(Ok(b))
+                }
+            }
+            None if total < declared => {
+                done = true;
+                Some(Err(mismatch(total.to_string())))
+            }
+            other => other,
+        })
+    }))
+}
+
+/// A streamed body that did not match its declared length.
+#[derive(Debug)]
+pub struct BodyLength(String);
+
+impl std::fmt::Display for BodyLength {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BodyLength {}
+
 /// An upload the caller pushes with `write` and ends with `end`, buffered up to
 /// `cap` bytes; a write that does not fit is refused (WOULD_BLOCK) and `on_ready`
 /// runs once the buffer has drained to half.
@@ -209,6 +256,13 @@ pub fn hyper_error(e: &hyper::Error, what: &str) -> Error {
                 .is_some_and(|i| i.is::<UploadAborted>());
         if aborted {
             return Error::new(Code::Canceled, format!("{what}: {UploadAborted}"));
+        }
+        if let Some(len) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| i.downcast_ref::<BodyLength>())
+        {
+            return Error::new(Code::InvalidArgument, format!("{what}: {len}"));
         }
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::UnexpectedEof {

@@ -274,6 +274,10 @@ pub async fn execute(
                 .counters
                 .to_send
                 .store(u.len.unwrap_or(0), AtomicOrdering::Relaxed);
+            let st = match u.len {
+                Some(n) => body::checked_len(st, n),
+                None => st,
+            };
             BodyPlan::Stream(Some(st))
         }
         (None, _) => BodyPlan::Bytes(spec.body),

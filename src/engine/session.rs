@@ -125,8 +125,10 @@ impl Guard {
                 Delivery::Queued(q) => {
                     let q2 = q.clone();
                     q.push(Box::new(move || {
-                        d.complete(resp);
+                        // Counted as done before it runs, so that freeing the
+                        // session from this very callback does not wait for itself.
                         q2.outstanding.fetch_sub(1, Ordering::AcqRel);
+                        d.complete(resp);
                     }));
                 }
             }

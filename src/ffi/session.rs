@@ -251,7 +251,8 @@ pub unsafe extern "C" fn tern_session_new(
 /// flight still complete (their callbacks still run), then connections close.
 /// With queued delivery nobody could poll afterwards, so requests in flight are
 /// aborted instead (TERN_CODE_SHUTDOWN) and every remaining callback runs on the
-/// calling thread before this returns. `tern_session_free(NULL)` does nothing.
+/// calling thread before this returns (called from a callback, that callback's own
+/// `release` runs after it returns). `tern_session_free(NULL)` does nothing.
 ///
 /// Ownership: consumes `session`.
 /// Thread safety: any thread (callbacks included), once; never blocks, except to run
@@ -286,9 +287,8 @@ pub unsafe extern "C" fn tern_session_free(session: *mut tern_session) {
 /// `user_data`. `id_out` may be NULL.
 /// Thread safety: any thread, callbacks included; a session may be shared by threads.
 /// Errors: TERN_CODE_NULL_ARGUMENT (`session`, `request`, `callbacks` or `on_complete`),
-/// TERN_CODE_INVALID_ARGUMENT (`struct_size`), TERN_CODE_UNSUPPORTED (a reserved
-/// callback was set), TERN_CODE_SHUTDOWN (session closed or runtime freed),
-/// TERN_CODE_FORKED.
+/// TERN_CODE_INVALID_ARGUMENT (`struct_size`), TERN_CODE_SHUTDOWN (session closed or
+/// runtime freed), TERN_CODE_FORKED.
 /// Since: 0.1
 #[no_mangle]
 pub unsafe extern "C" fn tern_session_send(
@@ -409,7 +409,8 @@ pub unsafe extern "C" fn tern_session_poll(
 ) -> tern_code {
     ffi_boundary! {
         let s = try_ffi!(err, ref_arg(session, "session"));
-        let q = try_ffi!(err, queue_of(s));
+        // Owned: a callback run below may free the session.
+        let q = try_ffi!(err, queue_of(s)).clone();
         if crate::engine::runtime::on_runtime_thread() {
             return fail(err, Error::new(tern_code::WouldDeadlock, "tern_session_poll was called on a tern runtime thread"));
         }

@@ -756,3 +756,88 @@ fn a_slow_upload_is_progress_for_the_read_timeout() {
     let r = s.perform(r);
     assert!(r.ok().text().starts_with("12000 "), "{}", r.text());
 }
+
+#[test]
+fn a_streamed_body_must_match_its_declared_length() {
+    let (port, _srv) = hashing_server();
+    let url = format!("http://127.0.0.1:{port}/");
+    let rt = Rt::new(1);
+    let s = Sess::new(&rt, &Opts::new());
+    // The reader produces 100 KiB; declared 200 KiB (short) and 50 KiB (long).
+    for declared in [200 * 1024i64, 50 * 1024] {
+        let src = source(100 * 1024);
+        let r = Req::new("PUT", &url);
+        let code = unsafe {
+            tern_request_set_body_reader(
+                r.0,
+                declared,
+                Some(read_pattern),
+                Some(release_source),
+                Arc::as_ptr(&src) as *mut c_void,
+                null_mut(),
+            )
+        };
+        assert_eq!(code, tern_code::Ok);
+        let r = s.perform(r);
+        assert_eq!(
+            r.code(),
+            tern_code::InvalidArgument,
+            "{declared}: {}",
+            r.message()
+        );
+        assert!(r.message().contains("declared length"), "{}", r.message());
+        assert_eq!(src.released.load(Ordering::SeqCst), 1);
+    }
+}
+
+static FREE_ME: std::sync::atomic::AtomicPtr<tern::ffi::session::tern_session> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+unsafe extern "C" fn free_session_inside(ud: *mut c_void, r: *mut tern_response) {
+    on_complete(ud, r);
+    let s = FREE_ME.swap(null_mut(), Ordering::SeqCst);
+    if !s.is_null() {
+        tern_session_free(s);
+    }
+}
+
+#[test]
+fn a_queued_session_freed_from_its_own_callback() {
+    let rt = Rt::new(1);
+    let s = Sess::new(&rt, &queued_opts());
+    let raw = s.0;
+    std::mem::forget(s); // freed by the callback
+    FREE_ME.store(raw, Ordering::SeqCst);
+    let seen: Vec<Arc<Seen>> = (0..2).map(|_| Arc::new(Seen::default())).collect();
+    let mut cb = all_callbacks(false, false, false);
+    cb.on_complete = Some(free_session_inside);
+    for one in &seen {
+        let mut id = 0;
+        let req = Req::new("GET", &http("/hello"));
+        let code = unsafe {
+            tern_session_send(
+                raw,
+                req.into_raw(),
+                &cb,
+                Arc::as_ptr(one) as *mut c_void,
+                &mut id,
+                null_mut(),
+            )
+        };
+        assert_eq!(code, tern_code::Ok);
+    }
+    let t = Instant::now();
+    while !FREE_ME.load(Ordering::SeqCst).is_null() {
+        unsafe { tern_session_poll(raw, 100, 0, null_mut(), null_mut()) };
+        assert!(t.elapsed() < Duration::from_secs(20));
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "free did not wait for itself: {:?}",
+        t.elapsed()
+    );
+    for one in &seen {
+        assert_eq!(one.completes.load(Ordering::SeqCst), 1);
+        assert_eq!(one.releases.load(Ordering::SeqCst), 1);
+    }
+}

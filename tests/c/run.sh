@@ -206,21 +206,23 @@ build "examples-c/concurrent.c (C++20)" "$CXX" -std=c++20 -Wall -Wextra -Werror 
 build "examples-c/fetch.c (C++17)" "$CXX" -std=c++17 -Wall -Wextra -Werror \
     -I"$root/include" -x c++ -c examples-c/fetch.c -o "$out/fetch-cxx.o"
 
-# Every function the header declares is exercised by bad_input.c.
+# Every function the header declares is exercised by bad_input.c or (the embedding
+# functions: queued delivery, streaming, pushed and read bodies) bad_input_embedding.c.
 t0=$(now)
 missing=()
 while read -r fn; do
-    grep -q "\\b$fn(" tests/c/bad_input.c || missing+=("$fn")
+    grep -q "\\b$fn(" tests/c/bad_input.c tests/c/bad_input_embedding.c || missing+=("$fn")
 done < <(grep -vE '^\s*(\*|/\*|//)' include/tern.h | grep -oE '\btern_[a-z0-9_]+\(' | tr -d '(' | sort -u)
 if ((${#missing[@]})); then
-    echo "not called in tests/c/bad_input.c: ${missing[*]}" >"$out/logs/coverage.log"
-    record "bad_input.c calls every tern.h function" 1 "$(elapsed "$t0")" "$out/logs/coverage.log"
+    echo "not called in tests/c/bad_input.c or bad_input_embedding.c: ${missing[*]}" \
+        >"$out/logs/coverage.log"
+    record "bad_input*.c call every tern.h function" 1 "$(elapsed "$t0")" "$out/logs/coverage.log"
 else
-    record "bad_input.c calls every tern.h function" 0 "$(elapsed "$t0")"
+    record "bad_input*.c call every tern.h function" 0 "$(elapsed "$t0")"
 fi
 
 # --- the C tests, under valgrind --------------------------------------------------------
-for t in bad_input response callbacks; do
+for t in bad_input bad_input_embedding response callbacks; do
     if [[ -x $out/$t ]]; then
         run "$t" 0 --grep "^$t: [0-9]+ checks, 0 failed" -- "$out/$t"
     fi
@@ -263,6 +265,103 @@ if [[ -x $ex/concurrent-static ]]; then
     else
         record "concurrent-static has no libtern.so" 0 "$(elapsed "$t0")"
     fi
+fi
+
+# --- embedding: a poll(2) loop, streamed downloads, uploads ---------------------------
+# poll_loop: every callback on the main thread, inside tern_session_poll, exactly once.
+if [[ -x $ex/poll_loop ]]; then
+    run "poll_loop 200 http+https" 0 --grep '^poll_loop: OK: 200 requests' \
+        --grep 'HTTP/1\.1 100, HTTP/2 100' -- "$ex/poll_loop" -n 200 -c "$CA" "$H/hello" "$S/hello"
+    run "native poll_loop 1000 http+https" 0 --grep '^poll_loop: OK: 1000 requests' \
+        -- "$ex/poll_loop" -n 1000 -c "$CA" "$H/hello" "$S/hello"
+    run "native poll_loop 1000 http, 8 conns" 0 --grep '^poll_loop: OK: 1000 requests' \
+        -- "$ex/poll_loop" -n 1000 -l 8 "$H/hello"
+fi
+
+# check NAME COMMAND...: a check of what a test before it left behind, counted as a test.
+check() {
+    local name=$1 t0 rc
+    shift
+    local logf=$out/logs/${name//[^A-Za-z0-9_.-]/_}.log
+    t0=$(now)
+    "$@" >"$logf" 2>&1
+    rc=$?
+    record "$name" "$rc" "$(elapsed "$t0")" "$logf"
+}
+# same_sha256 FILE SHA256: the file's digest is the one given.
+same_sha256() {
+    local got
+    got=$(sha256sum "$1" | awk '{ print $1 }')
+    echo "sha256 $got, want $2"
+    [[ $got == "$2" ]]
+}
+# took_at_least LOG SECONDS: the "in X s" of the download's first line.
+took_at_least() {
+    local secs
+    secs=$(sed -nE 's/^download: OK: .* in ([0-9.]+) s .*/\1/p' "$1")
+    echo "took ${secs:-?} s, want at least $2 s"
+    [[ -n $secs ]] && awk -v a="$secs" -v b="$2" 'BEGIN { exit !(a >= b) }'
+}
+
+dl=$out/downloads
+mkdir -p "$dl"
+if [[ -x $ex/download ]]; then
+    rm -f "$dl"/*
+    # shellcheck disable=SC2153 # set by the test environment
+    if [[ -n ${TERN_TEST_SHA256_16M:-} ]]; then
+        run "native download 16m" 0 --grep '^download: OK: 16777216 bytes' \
+            -- "$ex/download" "$H/bytes/16m" "$dl/16m"
+        check "native download 16m sha256" same_sha256 "$dl/16m" "$TERN_TEST_SHA256_16M"
+        run "download 16m, 1 s pause" 0 --grep '^download: OK: 16777216 bytes' \
+            --grep '^paused: at [0-9]+ bytes .*; 0 chunks arrived while paused; resume: OK' \
+            -- "$ex/download" --pause-after 1048576 --pause-ms 1000 "$H/bytes/16m" "$dl/16m-paused"
+        check "download 16m, 1 s pause: sha256" same_sha256 "$dl/16m-paused" "$TERN_TEST_SHA256_16M"
+        check "download 16m, 1 s pause: took >= 1 s" took_at_least \
+            "$out/logs/download_16m__1_s_pause.log" 1.0
+    else
+        log "TERN_TEST_SHA256_16M is not set"
+        record "download 16m" 1 0
+    fi
+    if [[ -n ${TERN_TEST_SHA256_1M:-} ]]; then
+        run "download 1m https, pause" 0 --grep '^download: OK: 1048576 bytes' \
+            --grep '0 chunks arrived while paused; resume: OK' \
+            -- "$ex/download" -c "$CA" --pause-after 65536 --pause-ms 200 "$S/bytes/1m" "$dl/1m"
+        check "download 1m https sha256" same_sha256 "$dl/1m" "$TERN_TEST_SHA256_1M"
+    fi
+    run "native download 404 not saved" 1 --grep '^not saved: the status is not 2xx' \
+        -- "$ex/download" "$H/status/404" "$dl/404"
+fi
+
+# Uploads to /echo, which answers "method=POST\n" and the body: compared byte for byte.
+# (Kept to 1 MiB: nginx holds the body in memory for the fall-back /echo.)
+if [[ -x $ex/upload ]]; then
+    up=$out/uploads
+    mkdir -p "$up"
+    rm -f "$up"/*
+    head -c 204800 /dev/urandom >"$up/in-200k"
+    head -c 1048576 /dev/urandom >"$up/in-1m"
+    for f in in-200k in-1m; do
+        { printf 'method=POST\n'; cat "$up/$f"; } >"$up/want-$f"
+    done
+    # upload_test NAME INPUT [OPTION...]: upload INPUT to /echo, then compare.
+    upload_test() {
+        local name=$1 input=$2
+        shift 2
+        rm -f "$up/got"
+        run "$name" 0 --grep '^upload: OK' --grep '^echo: matches' \
+            -- "$ex/upload" --file "$up/$input" --check-echo -o "$up/got" "$@"
+        check "$name: cmp" cmp "$up/got" "$up/want-$input"
+    }
+    upload_test "upload reader 200k" in-200k "$H/echo"
+    upload_test "upload reader chunked 200k" in-200k --chunked "$H/echo"
+    upload_test "upload push 1m" in-1m --push "$H/echo"
+    upload_test "upload push chunked expect" in-200k --push --chunked --expect "$H/echo"
+    upload_test "upload reader expect" in-200k --expect "$H/echo"
+    upload_test "native upload push h2 1m" in-1m --push -c "$CA" "$S/echo"
+    upload_test "native upload reader chunked h2 1m" in-1m --chunked -c "$CA" "$S/echo"
+    run "native upload push 16m generated" 0 --grep '^upload: OK' --grep '^echo: matches' \
+        --grep 'would-block, [0-9]+ upload-ready, 0 stalls' \
+        -- "$ex/upload" --push --size 16777216 --check-echo "$H/echo"
 fi
 
 log "C tests took $(elapsed "$t_all")s"
