@@ -417,6 +417,21 @@ pub fn assert_unresolved(r: &Resp) {
     assert!(r.message().contains("resolve"), "{}", r.message());
 }
 
+/// A one-worker tokio runtime for an in-process server, with a listener bound to a
+/// free port on 127.0.0.1.
+pub fn server_runtime() -> (tokio::runtime::Runtime, tokio::net::TcpListener, u16) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let l = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = l.local_addr().unwrap().port();
+    (rt, l, port)
+}
+
 /// Waits until `cond` holds, at most `limit`.
 pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = std::time::Instant::now() + limit;

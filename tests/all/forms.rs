@@ -133,15 +133,7 @@ fn scratch(name: &str) -> PathBuf {
 /// body.
 fn form_server() -> (u16, tokio::runtime::Runtime) {
     use http_body_util::BodyExt;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let l = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = l.local_addr().unwrap().port();
+    let (rt, l, port) = server_runtime();
     rt.spawn(async move {
         loop {
             let Ok((tcp, _)) = l.accept().await else {

@@ -21,15 +21,7 @@ struct Hold {
 }
 
 fn hold_server() -> Hold {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let l = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = l.local_addr().unwrap().port();
+    let (rt, l, port) = server_runtime();
     rt.spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
             tokio::spawn(async move {

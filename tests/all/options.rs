@@ -318,15 +318,7 @@ impl TlsServer {
         .unwrap();
         cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let l = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let port = l.local_addr().unwrap().port();
+        let (rt, l, port) = server_runtime();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let seen2 = seen.clone();
         rt.spawn(async move {
