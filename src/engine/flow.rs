@@ -436,7 +436,6 @@ pub async fn execute(
             let cb = hooks.cb.clone();
             let generation = hooks.resume.generation();
             let action = hooks
-                .delivery
                 .call(move || cb.on_headers(&head))
                 .await
                 .unwrap_or(Action::Cancel);
@@ -513,7 +512,6 @@ async fn deliver_chunk(hooks: &Hooks, chunk: Bytes) -> Result<()> {
     let generation = hooks.resume.generation();
     let cb = hooks.cb.clone();
     let action = hooks
-        .delivery
         .call(move || cb.on_data(&chunk))
         .await
         .unwrap_or(Action::Cancel);

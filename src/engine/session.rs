@@ -71,6 +71,46 @@ pub struct Hooks {
     pub counters: Arc<Counters>,
     pub resume: Arc<Resume>,
     pub upload: Option<Arc<PushUpload>>,
+    /// Held while a callback of this request runs, so that callbacks from different
+    /// threads (the request's task, its connection's body stream) never overlap; true
+    /// once the outcome was handed over.
+    pub done: Arc<Mutex<bool>>,
+}
+
+impl Hooks {
+    /// Runs a callback that answers, one at a time with the request's others.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Option<R> {
+        match &self.delivery {
+            // Queued callbacks already run one at a time, on the polling thread.
+            Delivery::Queued(_) => self.delivery.call(f).await,
+            Delivery::Direct => {
+                let serial = self.done.clone();
+                self.delivery
+                    .call(move || {
+                        let _one_at_a_time = serial.lock().unwrap_or_else(|p| p.into_inner());
+                        f()
+                    })
+                    .await
+            }
+        }
+    }
+
+    /// Runs a callback for its effect, one at a time, and never after the outcome.
+    pub fn post(&self, f: impl FnOnce() + Send + 'static) {
+        post_serial(&self.delivery, &self.done, f);
+    }
+}
+
+fn post_serial(delivery: &Delivery, done: &Arc<Mutex<bool>>, f: impl FnOnce() + Send + 'static) {
+    // Direct: run under the lock unless the outcome is out. Queued: enqueue under the
+    // lock unless the outcome is out; the queue's order does the rest.
+    let g = done.lock().unwrap_or_else(|p| p.into_inner());
+    if !*g {
+        delivery.post(f);
+    }
 }
 
 /// How `close` ends a session.
@@ -118,10 +158,16 @@ struct Guard {
 impl Guard {
     fn complete(&mut self, resp: Response) {
         self.session.finished(self.id);
-        *self.done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        // Under the lock: a callback posted from elsewhere either went before (it is
+        // ahead in the queue, or has returned) or sees `done` and is dropped.
+        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        *done = true;
         if let Some(d) = self.deliver.take() {
             match &self.delivery {
-                Delivery::Direct => d.complete(resp),
+                Delivery::Direct => {
+                    drop(done);
+                    d.complete(resp);
+                }
                 Delivery::Queued(q) => {
                     let q2 = q.clone();
                     q.push(Box::new(move || {
@@ -265,14 +311,9 @@ impl Session {
                 let up = Arc::new(PushUpload::new(256 * 1024));
                 let (cb2, d2, done2) = (cb.clone(), delivery.clone(), done.clone());
                 up.set_on_ready(Box::new(move || {
-                    let (cb3, done3) = (cb2.clone(), done2.clone());
-                    // Never after on_complete: the lock orders it against `complete`.
-                    d2.post(move || {
-                        let g = done3.lock().unwrap_or_else(|p| p.into_inner());
-                        if !*g {
-                            cb3.on_upload_ready();
-                        }
-                    });
+                    let cb3 = cb2.clone();
+                    // Never after on_complete, never during another callback.
+                    post_serial(&d2, &done2, move || cb3.on_upload_ready());
                 }));
                 Some(up)
             }
@@ -295,6 +336,7 @@ impl Session {
             counters: Arc::new(Counters::default()),
             resume,
             upload,
+            done: done.clone(),
         };
         let guard = Guard {
             id,
@@ -503,7 +545,7 @@ async fn run(
     }
     if hooks.cb.wants_progress() {
         let (cb, snap) = (hooks.cb.clone(), hooks.counters.snapshot());
-        hooks.delivery.post(move || cb.on_progress(snap));
+        hooks.post(move || cb.on_progress(snap));
     }
     guard.complete(p.resp);
 }
@@ -523,7 +565,7 @@ async fn progress_ticker(hooks: &Hooks, every: Duration) -> std::convert::Infall
         if now != last {
             last = now;
             let cb = hooks.cb.clone();
-            hooks.delivery.post(move || cb.on_progress(now));
+            hooks.post(move || cb.on_progress(now));
         }
     }
 }
