@@ -75,6 +75,15 @@ if [ -n "$c_line" ]; then
 fi
 if [ "$c_rc" != 0 ]; then echo "0 1" >>"$results"; fi
 
+# --- benchmark smoke run (bench/run.sh --smoke: one round, every client works) -----
+log "bench/run.sh --smoke"
+if bench/run.sh --smoke >target/bench-smoke.log 2>&1; then
+    echo "1 0" >>"$results"
+else
+    tail -n 40 target/bench-smoke.log >&2
+    echo "0 1" >>"$results"
+fi
+
 read -r passed failed < <(awk '{ p += $1; f += $2 } END { print p + 0, f + 0 }' "$results")
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
