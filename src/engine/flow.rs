@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use crate::engine::body::{self, ChunkStream, Coding, ReadLimits, ReqBody};
 use crate::engine::config::{ReadFn, RequestSpec, Timeouts, UploadSource, VersionPref};
 use crate::engine::deliver::{Action, Counters, ReadOutcome};
+use crate::engine::pool::DialTurn;
 use crate::engine::redact;
 use crate::engine::response::Response;
 use crate::engine::session::Hooks;
@@ -395,7 +396,7 @@ pub async fn execute(
             let body = resp.into_body();
             if body::drain(body, 64 * 1024, tm.read).await {
                 if let Some(h1) = h1 {
-                    s.pool.put_h1(&target, h1, remote);
+                    give_back(s, &target, h1, remote).await;
                 }
             }
             p.resp.redirects += 1;
@@ -472,7 +473,7 @@ pub async fn execute(
             p.resp.body_len = len;
         }
         if let Some(h1) = lease.h1 {
-            s.pool.put_h1(&lease.target, h1, lease.remote);
+            give_back(s, &lease.target, h1, lease.remote).await;
         }
         if status == http::StatusCode::PROXY_AUTHENTICATION_REQUIRED {
             if let Some(proxy) = target.proxy.as_ref().filter(|_| target.forward()) {
@@ -505,6 +506,25 @@ async fn read_body(
         return Ok((vec![0], 0));
     }
     body::collect(incoming, coding, size_hint, limits, counters).await
+}
+
+/// Returns an HTTP/1.1 connection to the pool once it can take the next request: right
+/// after the body's last byte, hyper's connection task may not have marked it idle yet
+/// (it would be dropped as not ready). A connection that does not become ready within
+/// a moment, or fails, is closed.
+async fn give_back(
+    s: &SessionInner,
+    target: &Target,
+    mut h1: hyper::client::conn::http1::SendRequest<ReqBody>,
+    remote: SocketAddr,
+) {
+    if !h1.is_ready() {
+        match tokio::time::timeout(Duration::from_millis(100), h1.ready()).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
+    s.pool.put_h1(target, h1, remote);
 }
 
 /// Hands one chunk to `on_data`; waits while the caller has paused the request.
@@ -656,25 +676,43 @@ fn set_content_length(req: &mut http::Request<ReqBody>, len: Option<u64>) {
     }
 }
 
-/// A pooled connection (`Ok`), or the slots for a new one (`Err`). With connection
-/// limits, waits for whichever comes first: a connection going idle or a free slot.
-async fn checkout_or_slot(
-    s: &SessionInner,
-    target: &Target,
-) -> Option<std::result::Result<(Sender, SocketAddr), crate::engine::pool::Permits>> {
-    if !s.pool.limited() {
-        return s.pool.checkout(target).map(Ok);
-    }
-    let _waiting = s.pool.waiting(target);
+/// What a request goes on with: a pooled connection, or the slots (and, for a
+/// possibly-HTTP/2 target, the turn) to dial a new one.
+enum Checkout<'a> {
+    Pooled(Sender, SocketAddr),
+    Dial(crate::engine::pool::Permits, Option<DialTurn<'a>>),
+}
+
+/// A pooled connection, or the right to dial one. With connection limits, waits for
+/// whichever comes first: a connection going idle or a free slot. A target that may
+/// speak HTTP/2 is dialed once: the others wait for that dial and share its connection
+/// (or, when ALPN chose HTTP/1.1, dial their own).
+async fn checkout_or_slot<'a>(s: &'a SessionInner, target: &Target) -> Checkout<'a> {
+    let may_h2 = s.pool.may_be_h2(target);
+    let _waiting = s.pool.limited().then(|| s.pool.waiting(target));
     loop {
-        let signal = s.pool.idle_signal(target);
-        let idle = signal.notified();
-        if let Some(c) = s.pool.checkout(target) {
-            return Some(Ok(c));
+        let signal = s.pool.limited().then(|| s.pool.idle_signal(target));
+        let idle = signal.as_ref().map(|n| n.notified());
+        if let Some((c, remote)) = s.pool.checkout(target) {
+            return Checkout::Pooled(c, remote);
         }
-        tokio::select! {
-            p = s.pool.acquire(target) => return Some(Err(p)),
-            _ = idle => continue,
+        let turn = if may_h2 && s.pool.may_be_h2(target) {
+            match s.pool.h2_dial_turn(target) {
+                Ok(turn) => Some(turn),
+                Err(mut dialing) => {
+                    let _ = dialing.wait_for(|done| *done).await;
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        match idle {
+            None => return Checkout::Dial(s.pool.acquire(target).await, turn),
+            Some(idle) => tokio::select! {
+                p = s.pool.acquire(target) => return Checkout::Dial(p, turn),
+                _ = idle => continue,
+            },
         }
     }
 }
@@ -692,16 +730,16 @@ async fn send_once(
     hooks: &Hooks,
     declared_len: Option<u64>,
 ) -> Result<(http::Response<Incoming>, Lease)> {
-    let mut pooled = checkout_or_slot(s, target).await;
+    let mut pooled = Some(checkout_or_slot(s, target).await);
     loop {
-        let reused = matches!(pooled, Some(Ok(_)));
+        let reused = matches!(pooled, Some(Checkout::Pooled(..)));
         let (sender, remote) = match pooled.take() {
-            Some(Ok(c)) => c,
+            Some(Checkout::Pooled(c, remote)) => (c, remote),
             slot => {
-                let permits = match slot {
-                    Some(Err(p)) => p,
+                let (permits, _turn) = match slot {
+                    Some(Checkout::Dial(p, turn)) => (p, turn),
                     // A retry after a dead pooled connection needs a slot of its own.
-                    _ => s.pool.acquire(target).await,
+                    _ => (s.pool.acquire(target).await, None),
                 };
                 let ctx = DialContext {
                     tls: &s.tls,
@@ -723,6 +761,9 @@ async fn send_once(
                 p.resp.timings.tls = d.timings.tls;
                 if let Sender::H2(h2) = &d.sender {
                     s.pool.put_h2(target, h2, d.remote);
+                }
+                if target.https && target.version == VersionPref::Auto {
+                    s.pool.note_alpn(target, matches!(d.sender, Sender::H2(_)));
                 }
                 (d.sender, d.remote)
             }

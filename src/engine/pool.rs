@@ -33,6 +33,11 @@ struct Inner {
     waiting: HashMap<Target, usize>,
     /// Per (scheme, host, port) connection slots.
     hosts: HashMap<(bool, String, u16), Arc<Semaphore>>,
+    /// Targets with a dial under way that may give an HTTP/2 connection: later
+    /// requests wait for it instead of dialing their own.
+    h2_dialing: HashMap<Target, tokio::sync::watch::Sender<bool>>,
+    /// HTTPS targets whose server chose HTTP/1.1 by ALPN last time.
+    h1_by_alpn: std::collections::HashSet<Target>,
     closed: bool,
 }
 
@@ -56,6 +61,22 @@ pub struct Pool {
     total: Option<Arc<Semaphore>>,
     /// Requests waiting for a slot under the total limit.
     total_waiting: AtomicUsize,
+}
+
+/// The turn to dial a possibly-HTTP/2 connection; dropping it (dial done, failed or
+/// abandoned) wakes the requests that waited for it.
+pub struct DialTurn<'a> {
+    pool: &'a Pool,
+    target: Target,
+}
+
+impl Drop for DialTurn<'_> {
+    fn drop(&mut self) {
+        let tx = self.pool.lock().h2_dialing.remove(&self.target);
+        if let Some(tx) = tx {
+            let _ = tx.send(true);
+        }
+    }
 }
 
 /// Counts one request as waiting for a connection to its target while alive.
@@ -269,6 +290,45 @@ impl Pool {
         }
     }
 
+    /// Whether a new connection to `target` may be HTTP/2 (prior knowledge, or ALPN
+    /// on a server not known to prefer HTTP/1.1), so that one dial should serve all.
+    pub fn may_be_h2(&self, target: &Target) -> bool {
+        use crate::engine::config::VersionPref;
+        match target.version {
+            VersionPref::Http2PriorKnowledge => true,
+            VersionPref::Auto => target.https && !self.lock().h1_by_alpn.contains(target),
+            VersionPref::Http1 => false,
+        }
+    }
+
+    /// Records what ALPN chose for `target`.
+    pub fn note_alpn(&self, target: &Target, h2: bool) {
+        let mut g = self.lock();
+        if h2 {
+            g.h1_by_alpn.remove(target);
+        } else {
+            g.h1_by_alpn.insert(target.clone());
+        }
+    }
+
+    /// Either this request dials for `target` (`Ok`, holding the turn until the
+    /// guard drops), or another dial is under way and this waits for it (`Err`).
+    pub fn h2_dial_turn(
+        &self,
+        target: &Target,
+    ) -> std::result::Result<DialTurn<'_>, tokio::sync::watch::Receiver<bool>> {
+        let mut g = self.lock();
+        if let Some(tx) = g.h2_dialing.get(target) {
+            return Err(tx.subscribe());
+        }
+        g.h2_dialing
+            .insert(target.clone(), tokio::sync::watch::channel(false).0);
+        Ok(DialTurn {
+            pool: self,
+            target: target.clone(),
+        })
+    }
+
     /// Shares an HTTP/2 connection with later requests for the same target.
     pub fn put_h2(
         &self,
@@ -281,8 +341,12 @@ impl Pool {
             return;
         }
         let old = g.h2.insert(target.clone(), (sender.clone(), remote));
+        let signal = g.idle_signal.get(target).cloned();
         drop(g);
         drop(old);
+        if let Some(s) = signal {
+            s.notify_waiters();
+        }
     }
 
     /// Drops idle connections past the idle time-out.

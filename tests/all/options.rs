@@ -950,3 +950,96 @@ fn dns_cache_ttl_is_bounded_by_the_option() {
     // 0 disables the cache.
     assert_eq!(run(Some(0), Duration::ZERO), 2);
 }
+
+/// An in-process HTTPS server speaking HTTP/2 (ALPN h2 only) that counts the
+/// connections it accepted.
+fn h2_server() -> (u16, Arc<AtomicUsize>, tokio::runtime::Runtime) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki("leaf-chain.pem"))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(pki("leaf-key.pem")).unwrap();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let (rt, l, port) = server_runtime();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let acc = accepted.clone();
+    rt.spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            acc.fetch_add(1, Ordering::SeqCst);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(|_req| async {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Ok::<_, hyper::Error>(hyper::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(b"h2"),
+                    )))
+                });
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .max_concurrent_streams(1000)
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
+            });
+        }
+    });
+    (port, accepted, rt)
+}
+
+#[test]
+fn an_http2_burst_shares_one_connection() {
+    let (port, accepted, _srv) = h2_server();
+    let rt = Rt::new(2);
+    for limit in [0u32, 1] {
+        // ALPN (the default) and prior knowledge; with and without a per-host limit of 1.
+        for version in [0u32, H2] {
+            let before = accepted.load(Ordering::SeqCst);
+            let o = Opts::with_ca();
+            let entry = c(&format!("localhost:{port}:127.0.0.1"));
+            set(&o, |o, e| unsafe {
+                tern_session_options_add_resolve(o, entry.as_ptr(), e)
+            });
+            set(&o, |o, e| unsafe {
+                tern_session_options_set_connection_limits(o, 0, limit, e)
+            });
+            let s = Sess::new(&rt, &o);
+            let done = Arc::new(Mutex::new(Vec::new()));
+            for _ in 0..256 {
+                let d = done.clone();
+                let req = Req::new("GET", &format!("https://localhost:{port}/")).version(version);
+                s.send(req, move |r| {
+                    d.lock().unwrap().push((r.code(), r.version()))
+                })
+                .unwrap();
+            }
+            assert!(
+                wait_for(Duration::from_secs(30), || done.lock().unwrap().len()
+                    == 256),
+                "limit {limit}, version {version}: all complete"
+            );
+            let got = done.lock().unwrap();
+            assert!(
+                got.iter().all(|(c, v)| *c == tern_code::Ok && *v == 20),
+                "{got:?}"
+            );
+            let opened = accepted.load(Ordering::SeqCst) - before;
+            assert_eq!(
+                opened, 1,
+                "limit {limit}, version {version}: {opened} connections"
+            );
+        }
+    }
+}
