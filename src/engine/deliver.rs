@@ -93,12 +93,21 @@ type Job = Box<dyn FnOnce() + Send>;
 
 /// The queue of callbacks waiting for the caller's `poll`.
 pub struct Queue {
-    jobs: Mutex<VecDeque<Job>>,
+    state: Mutex<State>,
     ready: Condvar,
-    /// Readable (counter > 0) while jobs wait.
+    /// Readable while jobs wait (written once per batch, not per job).
     fd: EventFd,
     /// Accepted requests whose last callback has not run yet.
     pub outstanding: AtomicUsize,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: VecDeque<Job>,
+    /// The eventfd was written since the last poll cleared it.
+    signaled: bool,
+    /// Pollers waiting on the condition variable.
+    sleepers: usize,
 }
 
 impl Queue {
@@ -110,7 +119,7 @@ impl Queue {
             )
         })?;
         Ok(Queue {
-            jobs: Mutex::new(VecDeque::new()),
+            state: Mutex::new(State::default()),
             ready: Condvar::new(),
             fd,
             outstanding: AtomicUsize::new(0),
@@ -121,50 +130,69 @@ impl Queue {
         self.fd.raw()
     }
 
+    /// Queues a job; the eventfd is written only when it was not already readable,
+    /// and a sleeping poller is woken only when there is one.
     pub fn push(&self, job: Job) {
-        self.lock().push_back(job);
-        self.ready.notify_one();
-        self.fd.signal();
+        let mut g = self.lock();
+        g.jobs.push_back(job);
+        let signal = !g.signaled;
+        g.signaled = true;
+        let wake = g.sleepers > 0;
+        drop(g);
+        if wake {
+            self.ready.notify_one();
+        }
+        if signal {
+            self.fd.signal();
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Job>> {
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs up to `max` queued callbacks on the calling thread; waits up to `timeout`
     /// for the first when none is queued. Returns how many ran.
     pub fn poll(&self, timeout: Duration, max: usize) -> usize {
-        // Clear first: a job pushed from now on signals again.
-        self.fd.clear();
+        {
+            // Cleared under the lock, so that `signaled` always tells whether the
+            // eventfd is readable; a job pushed from now on signals again.
+            let mut g = self.lock();
+            g.signaled = false;
+            self.fd.clear();
+        }
         let deadline = Instant::now() + timeout;
+        let max = max.max(1);
         let mut ran = 0;
-        while ran < max.max(1) {
+        while ran < max {
             let job = {
                 let mut g = self.lock();
                 loop {
-                    if let Some(j) = g.pop_front() {
+                    if let Some(j) = g.jobs.pop_front() {
                         break Some(j);
                     }
                     let now = Instant::now();
                     if ran > 0 || now >= deadline {
                         break None;
                     }
+                    g.sleepers += 1;
                     g = self
                         .ready
                         .wait_timeout(g, deadline - now)
                         .unwrap_or_else(|p| p.into_inner())
                         .0;
+                    g.sleepers -= 1;
                 }
             };
             let Some(job) = job else { break };
             // A callback must not unwind into tern; if it does, the other jobs still run.
             let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
             ran += 1;
-            if ran >= max.max(1) {
-                break;
-            }
         }
-        if !self.lock().is_empty() {
+        let mut g = self.lock();
+        if !g.jobs.is_empty() && !g.signaled {
+            g.signaled = true;
+            drop(g);
             self.fd.signal();
         }
         ran

@@ -753,7 +753,9 @@ async fn send_once(
                     tm.connect,
                     Code::TimeoutConnect,
                     "connecting",
-                    connect::dial(ctx, target),
+                    // Boxed: the dial's state (DNS, TCP, proxy, TLS) is large and only
+                    // needed by requests that open a connection.
+                    Box::pin(connect::dial(ctx, target)),
                 )
                 .await?;
                 p.resp.timings.dns = d.timings.dns;
