@@ -63,17 +63,25 @@ awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p +=
      END { print p + 0, f + 0 }' target/cargo-test.log >>"$results"
 if [ "$rust_rc" != 0 ]; then echo "0 1" >>"$results"; fi
 
-# --- C examples and C tests under valgrind -----------------------------------------
-log "C tests under valgrind"
-set +e
-tests/c/run.sh 2>&1 | tee target/c-tests.log
-c_rc=${PIPESTATUS[0]}
-set -e
-c_line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' target/c-tests.log | tail -n 1)
-if [ -n "$c_line" ]; then
-    echo "$c_line" | awk '{ print $1, $3 }' >>"$results"
-fi
-if [ "$c_rc" != 0 ]; then echo "0 1" >>"$results"; fi
+# --- suites that end with one "N passed, M failed" line -----------------------------
+# run_suite NAME SCRIPT: runs it, adds its counts, and one failure more if it exits
+# non-zero (or prints no count).
+run_suite() {
+    local name=$1 script=$2 log_file=target/$1.log rc line
+    log "$name ($script)"
+    set +e
+    "$script" 2>&1 | tee "$log_file"
+    rc=${PIPESTATUS[0]}
+    set -e
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log_file" | tail -n 1)
+    if [ -n "$line" ]; then
+        echo "$line" | awk '{ print $1, $3 }' >>"$results"
+    fi
+    if [ "$rc" != 0 ] || [ -z "$line" ]; then echo "0 1" >>"$results"; fi
+}
+
+run_suite c-tests tests/c/run.sh          # C examples and C tests under valgrind
+run_suite go-binding bindings/go/run.sh   # cgo package: go vet, go test -race
 
 # --- benchmark smoke run (bench/run.sh --smoke: one round, every client works) -----
 log "bench/run.sh --smoke"

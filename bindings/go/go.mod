@@ -1,0 +1,3 @@
+module tern.dev/tern
+
+go 1.19
