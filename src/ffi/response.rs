@@ -1,6 +1,7 @@
 //! `tern_response`: the owned outcome of one request.
 
 use std::ffi::{c_char, CString};
+use std::sync::OnceLock;
 
 use crate::code::tern_code;
 use crate::engine::response::Response;
@@ -29,27 +30,40 @@ pub enum tern_timing {
 /// headers and body; plus effective URL, redirect count, remote address and timings.
 pub struct tern_response {
     resp: Response,
-    message: CString,
-    effective_url: CString,
-    remote: CString,
+    // The C strings are made on first use: most callers read one or none of them.
+    message: OnceLock<CString>,
+    effective_url: OnceLock<CString>,
+    remote: OnceLock<CString>,
 }
 
 impl tern_response {
     pub fn new(resp: Response) -> tern_response {
-        let message = match (&resp.error, &resp.warning) {
-            (Some(e), Some(w)) => c_message(&format!("{}; {w}", e.message)),
-            (Some(e), None) => c_message(&e.message),
-            (None, Some(w)) => c_message(w),
-            (None, None) => c_message(""),
-        };
-        let effective_url = c_message(&resp.effective_url);
-        let remote = c_message(&resp.remote.map(|a| a.to_string()).unwrap_or_default());
         tern_response {
             resp,
-            message,
-            effective_url,
-            remote,
+            message: OnceLock::new(),
+            effective_url: OnceLock::new(),
+            remote: OnceLock::new(),
         }
+    }
+
+    fn message(&self) -> &CString {
+        self.message
+            .get_or_init(|| match (&self.resp.error, &self.resp.warning) {
+                (Some(e), Some(w)) => c_message(&format!("{}; {w}", e.message)),
+                (Some(e), None) => c_message(&e.message),
+                (None, Some(w)) => c_message(w),
+                (None, None) => c_message(""),
+            })
+    }
+
+    fn effective_url(&self) -> &CString {
+        self.effective_url
+            .get_or_init(|| c_message(&self.resp.effective_url))
+    }
+
+    fn remote(&self) -> &CString {
+        self.remote
+            .get_or_init(|| c_message(&self.resp.remote.map(|a| a.to_string()).unwrap_or_default()))
     }
 }
 
@@ -105,7 +119,7 @@ pub unsafe extern "C" fn tern_response_code(resp: *const tern_response) -> tern_
 #[no_mangle]
 pub unsafe extern "C" fn tern_response_message(resp: *const tern_response) -> *const c_char {
     ffi_boundary! {
-        resp.as_ref().map_or(std::ptr::null(), |r| r.message.as_ptr())
+        resp.as_ref().map_or(std::ptr::null(), |r| r.message().as_ptr())
     }
 }
 
@@ -262,7 +276,7 @@ pub unsafe extern "C" fn tern_response_body(
 #[no_mangle]
 pub unsafe extern "C" fn tern_response_effective_url(resp: *const tern_response) -> *const c_char {
     ffi_boundary! {
-        resp.as_ref().map_or(std::ptr::null(), |r| r.effective_url.as_ptr())
+        resp.as_ref().map_or(std::ptr::null(), |r| r.effective_url().as_ptr())
     }
 }
 
@@ -289,7 +303,7 @@ pub unsafe extern "C" fn tern_response_redirect_count(resp: *const tern_response
 #[no_mangle]
 pub unsafe extern "C" fn tern_response_remote_addr(resp: *const tern_response) -> *const c_char {
     ffi_boundary! {
-        resp.as_ref().map_or(std::ptr::null(), |r| r.remote.as_ptr())
+        resp.as_ref().map_or(std::ptr::null(), |r| r.remote().as_ptr())
     }
 }
 
