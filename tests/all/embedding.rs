@@ -462,6 +462,10 @@ fn hashing_server() -> (u16, tokio::runtime::Runtime) {
                                     .unwrap(),
                             );
                         }
+                        if req.uri().path() == "/slow" {
+                            // Reads nothing for a while, so that the client's buffers fill.
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
                         let expect = req.headers().contains_key("expect");
                         let chunked = req.headers().contains_key("transfer-encoding");
                         let mut body = req.into_body();
@@ -629,9 +633,10 @@ fn uploads_chunked_pushed_and_refused_before_the_body() {
         "the body was not sent"
     );
 
-    // Pushed writes from another thread, with back-pressure.
+    // Pushed writes from another thread, with back-pressure (the server starts
+    // reading after half a second, so the buffer fills).
     let seen = Arc::new(Seen::default());
-    let req = Req::new("POST", &url);
+    let req = Req::new("POST", &format!("http://127.0.0.1:{port}/slow"));
     assert_eq!(
         unsafe { tern_request_set_body_stream(req.0, -1, null_mut()) },
         tern_code::Ok
