@@ -1988,12 +1988,14 @@ tern_code tern_session_write(const tern_session *session,
 
 /**
  * Ends the body of a request sent with `tern_request_set_body_stream`: the body is
- * complete once the bytes written so far are sent.
+ * complete once the bytes written so far are sent. With a declared length the request
+ * may complete as soon as its last byte is written; ending it afterwards returns
+ * TERN_CODE_OK and does nothing.
  *
  * Ownership: nothing changes hands.
  * Thread safety: any thread, callbacks included.
- * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_NOT_FOUND, TERN_CODE_INVALID_STATE (the
- * request has no pushed body).
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_NOT_FOUND (an id this session never
+ * gave), TERN_CODE_INVALID_STATE (the request has no pushed body).
  * Since: 0.1
  */
 tern_code tern_session_end_body(const tern_session *session,

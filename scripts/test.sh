@@ -81,6 +81,7 @@ run_suite() {
 }
 
 run_suite c-tests tests/c/run.sh          # C examples and C tests under valgrind
+run_suite cpp-wrapper tests/cpp/run.sh    # tern.hpp under ASan, LSan and UBSan
 run_suite go-binding bindings/go/run.sh   # cgo package: go vet, go test -race
 
 # --- benchmark smoke run (bench/run.sh --smoke: one round, every client works) -----

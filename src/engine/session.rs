@@ -398,6 +398,11 @@ impl Session {
         }
     }
 
+    /// Whether `id` was given out by this session (in flight or completed).
+    pub fn issued(&self, id: u64) -> bool {
+        id > 0 && id < self.inner.next_id.load(Ordering::Relaxed)
+    }
+
     /// The queue of a session with queued delivery.
     pub fn queue(&self) -> Option<&Arc<Queue>> {
         match &self.inner.delivery {

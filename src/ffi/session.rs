@@ -504,12 +504,14 @@ pub unsafe extern "C" fn tern_session_write(
 }
 
 /// Ends the body of a request sent with `tern_request_set_body_stream`: the body is
-/// complete once the bytes written so far are sent.
+/// complete once the bytes written so far are sent. With a declared length the request
+/// may complete as soon as its last byte is written; ending it afterwards returns
+/// TERN_CODE_OK and does nothing.
 ///
 /// Ownership: nothing changes hands.
 /// Thread safety: any thread, callbacks included.
-/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_NOT_FOUND, TERN_CODE_INVALID_STATE (the
-/// request has no pushed body).
+/// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_NOT_FOUND (an id this session never
+/// gave), TERN_CODE_INVALID_STATE (the request has no pushed body).
 /// Since: 0.1
 #[no_mangle]
 pub unsafe extern "C" fn tern_session_end_body(
@@ -519,8 +521,12 @@ pub unsafe extern "C" fn tern_session_end_body(
 ) -> tern_code {
     ffi_boundary! {
         let s = try_ffi!(err, ref_arg(session, "session"));
-        let up = try_ffi!(err, s.inner.upload(id));
-        up.end();
+        match s.inner.upload(id) {
+            Ok(up) => up.end(),
+            // Completed already (its declared length was reached): nothing to end.
+            Err(e) if e.code == tern_code::NotFound && s.inner.issued(id) => {}
+            Err(e) => return fail(err, e),
+        }
         tern_code::Ok
     }
 }

@@ -592,7 +592,9 @@ static void test_push(tern_session *s) {
     check_once(&echo, TERN_CODE_OK, "pushed body, chunked");
     CHECK(strcmp(echo.body, "method=POST\nhello") == 0);
     EXPECT(TERN_CODE_NOT_FOUND, tern_session_write(s, id, five, 5, &accepted, E));
-    EXPECT(TERN_CODE_NOT_FOUND, tern_session_end_body(s, id, E));
+    /* Ending a completed request's body is a no-op (its declared length may have been
+     * reached before the caller got to it). */
+    EXPECT(TERN_CODE_OK, tern_session_end_body(s, id, E));
 
     /* With a declared length. */
     static struct ctx sized;
@@ -644,7 +646,7 @@ static void test_would_block(void) {
     check_once(&pushed, TERN_CODE_CANCELED, "pushed body waiting for a connection");
     check_once(&holder, TERN_CODE_CANCELED, "held connection");
     EXPECT(TERN_CODE_NOT_FOUND, tern_session_write(s, id, (const uint8_t *)"x", 1, &accepted, E));
-    EXPECT(TERN_CODE_NOT_FOUND, tern_session_end_body(s, id, E));
+    EXPECT(TERN_CODE_OK, tern_session_end_body(s, id, E));
     tern_session_free(s);
 }
 
