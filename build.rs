@@ -18,6 +18,15 @@ fn main() {
         }
         Err(e) => panic!("cbindgen failed: {e}"),
     }
-    #[cfg(target_os = "linux")]
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libtern.so.0");
+    // The shared library's SONAME is libtern.so.<major of Cargo.toml's version>;
+    // scripts/install.sh installs libtern.so.X.Y.Z with the libtern.so.X and libtern.so
+    // links. Decided by the target (CARGO_CFG_TARGET_OS), not the host building it.
+    let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if matches!(
+        target_os.as_str(),
+        "linux" | "android" | "freebsd" | "netbsd" | "openbsd" | "dragonfly"
+    ) {
+        let major = std::env::var("CARGO_PKG_VERSION_MAJOR").expect("CARGO_PKG_VERSION_MAJOR");
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libtern.so.{major}");
+    }
 }

@@ -81,6 +81,7 @@ run_suite() {
 }
 
 run_suite c-tests tests/c/run.sh          # C examples and C tests under valgrind
+run_suite packaging tests/packaging/run.sh # install, pkg-config, CMake, static engine, ctypes, modules
 run_suite cpp-wrapper tests/cpp/run.sh    # tern.hpp under ASan, LSan and UBSan
 run_suite go-binding bindings/go/run.sh   # cgo package: go vet, go test -race
 

@@ -75,7 +75,10 @@ impl Runtime {
         }
         let rt = b
             .thread_name(cfg.thread_name.unwrap_or_else(|| "tern-worker".into()))
-            .on_thread_start(|| ON_RUNTIME_THREAD.with(|c| c.set(true)))
+            .on_thread_start(|| {
+                ON_RUNTIME_THREAD.with(|c| c.set(true));
+                crate::net::signals::block_sigpipe();
+            })
             .enable_all()
             .build()
             .map_err(|e| Error::new(Code::Internal, format!("cannot start the runtime: {e}")))?;

@@ -489,7 +489,7 @@ async fn run(
     s: Arc<SessionInner>,
     id: u64,
     spec: RequestSpec,
-    cancel: oneshot::Receiver<Error>,
+    mut cancel: oneshot::Receiver<Error>,
     mut guard: Guard,
     hooks: Hooks,
 ) {
@@ -529,7 +529,7 @@ async fn run(
         let ticker = progress_ticker(&hooks, s.cfg.progress_interval);
         tokio::select! {
             biased;
-            why = cancel => Err(why.unwrap_or_else(|_| Error::new(Code::Shutdown, "the session was closed"))),
+            why = &mut cancel => Err(why.unwrap_or_else(|_| Error::new(Code::Shutdown, "the session was closed"))),
             never = ticker => match never {},
             r = AssertUnwindSafe(work).catch_unwind() => match r {
                 Ok(r) => r,
@@ -543,6 +543,12 @@ async fn run(
                 }
             },
         }
+    };
+    // An abort (runtime freed, session closed, cancel) that raced with the work's own
+    // failure (its connections dropped by that abort) is the outcome.
+    let outcome = match outcome {
+        Err(e) => Err(cancel.try_recv().unwrap_or(e)),
+        ok => ok,
     };
     p.resp.timings.total = p.start.elapsed();
     if let Err(e) = outcome {

@@ -4,4 +4,5 @@ pub mod connect;
 pub mod dns;
 pub mod eventfd;
 pub mod proxy;
+pub mod signals;
 pub mod tls;
