@@ -35,18 +35,7 @@
 
 #include "tern.h"
 
-/* ------------------------------------------------------------------ harness --- */
-
-static int checks, failures;
-
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        checks++;                                                                      \
-        if (!(cond)) {                                                                 \
-            failures++;                                                                \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);   \
-        }                                                                              \
-    } while (0)
+#include "check.h"
 
 static const char *need_env(const char *name) {
     const char *v = getenv(name);

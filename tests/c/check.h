@@ -18,7 +18,7 @@ static int checks, failures;
 
 /* Checks a call's code and its error object: on failure an error with the same code
  * and a non-empty message, on success none. Frees the error. */
-static void check_result(const char *file, int line, const char *expr, tern_code got,
+static inline void check_result(const char *file, int line, const char *expr, tern_code got,
                          tern_error *err, bool err_wanted, tern_code want) {
     checks++;
     if (got != want) {

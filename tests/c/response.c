@@ -26,18 +26,7 @@
 
 #include "tern.h"
 
-/* ------------------------------------------------------------------ harness --- */
-
-static int checks, failures;
-
-#define CHECK(cond)                                                                    \
-    do {                                                                               \
-        checks++;                                                                      \
-        if (!(cond)) {                                                                 \
-            failures++;                                                                \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);   \
-        }                                                                              \
-    } while (0)
+#include "check.h"
 
 /* Compares a (pointer, length) with a C string. */
 #define CHECK_BYTES(ptr, len, str)                                                     \
