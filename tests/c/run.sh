@@ -18,66 +18,16 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 root=$(pwd -P)
+SUITE=tests/c
+# shellcheck source=scripts/suite.sh
+. "$root/scripts/suite.sh"
 out=$root/target/c-tests
 lib=$root/target/debug
 mkdir -p "$out/logs"
 CC=${CC:-cc}
 CXX=${CXX:-c++}
 
-passed=0
-failed=0
-failed_names=()
-log() { printf 'tests/c: %s\n' "$*" >&2; }
-
-# record NAME STATUS SECONDS [LOG]: counts one test and prints its line.
-record() {
-    local name=$1 status=$2 secs=$3 logf=${4:-}
-    if [[ $status == 0 ]]; then
-        passed=$((passed + 1))
-        printf 'PASS  %-40s %6.1fs\n' "$name" "$secs"
-    else
-        failed=$((failed + 1))
-        failed_names+=("$name")
-        printf 'FAIL  %-40s %6.1fs  (exit %s)\n' "$name" "$secs" "$status"
-        if [[ -n $logf && -s $logf ]]; then
-            tail -n 40 "$logf" | sed 's/^/      | /'
-        fi
-    fi
-}
-
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-
-finish() {
-    if ((failed > 0)); then echo "failed: ${failed_names[*]}"; fi
-    echo "$passed passed, $failed failed"
-    ((failed == 0))
-    exit $?
-}
-
-# --- the servers ----------------------------------------------------------------------
-server_answers() {
-    [[ -n ${TERN_TEST_HTTP:-} ]] &&
-        curl -fsS --noproxy '*' --max-time 3 -o /dev/null "$TERN_TEST_HTTP/hello" 2>/dev/null
-}
-if ! server_answers; then
-    env_file=${TERN_TESTENV_DIR:-$root/target/testenv}/env.sh
-    if [[ -r $env_file ]]; then
-        # shellcheck disable=SC1090
-        . "$env_file"
-    fi
-    if ! server_answers; then
-        log "starting the test servers (scripts/testenv.sh start)"
-        if ! env_file=$(scripts/testenv.sh start); then
-            log "scripts/testenv.sh start failed"
-            record "test servers" 1 0
-            finish
-        fi
-        trap 'scripts/testenv.sh stop >/dev/null 2>&1 || true' EXIT
-        # shellcheck disable=SC1090
-        . "$env_file"
-    fi
-fi
+ensure_servers
 for v in TERN_TEST_HTTP TERN_TEST_HTTPS TERN_TEST_CA TERN_TESTENV_DIR; do
     if [[ -z ${!v:-} ]]; then
         log "$v is not set by the test environment"
@@ -180,7 +130,6 @@ build() {
 }
 
 # --- build ----------------------------------------------------------------------------
-t_all=$(now)
 if [[ ${TERN_C_TESTS_NO_BUILD:-0} != 1 ]]; then
     build "libtern (cargo build)" cargo build --quiet || finish
 fi
@@ -364,5 +313,4 @@ if [[ -x $ex/upload ]]; then
         -- "$ex/upload" --push --size 16777216 --check-echo "$H/echo"
 fi
 
-log "C tests took $(elapsed "$t_all")s"
 finish

@@ -21,6 +21,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 root=$(pwd -P)
+SUITE=tests/cpp
+# shellcheck source=scripts/suite.sh
+. "$root/scripts/suite.sh"
 out=$root/target/cpp-tests
 lib=$root/target/debug
 logs=$out/logs
@@ -28,60 +31,7 @@ mkdir -p "$logs"
 rm -f "$logs"/*.log "$logs"/*.rc "$logs"/*.secs
 GXX=${CXX:-g++}
 
-passed=0
-failed=0
-failed_names=()
-log() { printf 'tests/cpp: %s\n' "$*" >&2; }
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-t_all=$(now)
-
-# record NAME STATUS SECONDS [LOG]: counts one step and prints its line.
-record() {
-    local name=$1 status=$2 secs=$3 logf=${4:-}
-    if [[ $status == 0 ]]; then
-        passed=$((passed + 1))
-        printf 'PASS  %-50s %6.1fs\n' "$name" "$secs"
-    else
-        failed=$((failed + 1))
-        failed_names+=("$name")
-        printf 'FAIL  %-50s %6.1fs  (%s)\n' "$name" "$secs" "$status"
-        if [[ -n $logf && -s $logf ]]; then
-            tail -n 40 "$logf" | sed 's/^/      | /'
-        fi
-    fi
-}
-
-finish() {
-    log "took $(elapsed "$t_all")s"
-    if ((failed > 0)); then echo "failed: ${failed_names[*]}"; fi
-    echo "$passed passed, $failed failed"
-    ((failed == 0))
-    exit $?
-}
-
-# --- the servers ----------------------------------------------------------------------
-server_answers() {
-    [[ -n ${TERN_TEST_HTTP:-} ]] &&
-        curl -fsS --noproxy '*' --max-time 3 -o /dev/null "$TERN_TEST_HTTP/hello" 2>/dev/null
-}
-if ! server_answers; then
-    env_file=${TERN_TESTENV_DIR:-$root/target/testenv}/env.sh
-    if [[ -r $env_file ]]; then
-        # shellcheck disable=SC1090
-        . "$env_file"
-    fi
-    if ! server_answers; then
-        log "starting the test servers (scripts/testenv.sh start)"
-        if ! env_file=$(scripts/testenv.sh start); then
-            record "test servers" "scripts/testenv.sh start failed" 0
-            finish
-        fi
-        trap 'scripts/testenv.sh stop >/dev/null 2>&1 || true' EXIT
-        # shellcheck disable=SC1090
-        . "$env_file"
-    fi
-fi
+ensure_servers
 for v in TERN_TEST_HTTP TERN_TEST_HTTPS TERN_TEST_CA; do
     if [[ -z ${!v:-} ]]; then
         record "test environment" "$v is not set" 0
