@@ -432,6 +432,43 @@ pub fn server_runtime() -> (tokio::runtime::Runtime, tokio::net::TcpListener, u1
     (rt, l, port)
 }
 
+/// Whether this process is a child started by `run_in_child`.
+pub fn in_child() -> bool {
+    std::env::var_os("TERN_CHILD").is_some()
+}
+
+/// Runs the test `path` (`module::name`) alone in a child process of this test
+/// binary, with `set` added to and `unset` removed from its environment, for tests
+/// that change process-wide state (the environment, the logger) or measure the
+/// process's memory. Asserts that the child ran the test and passed; returns its
+/// stdout and stderr.
+pub fn run_in_child(path: &str, set: &[(&str, &str)], unset: &[&str]) -> (String, String) {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", path, "--nocapture", "--test-threads=1"]);
+    for v in unset {
+        cmd.env_remove(v);
+    }
+    cmd.env("TERN_CHILD", "1")
+        .env("TERN_TESTENV_DIR", env("TERN_TESTENV_DIR"));
+    for (k, v) in set {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(
+        out.status.success(),
+        "child {path} with {set:?} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the child ran {path}:\n{stdout}\n{stderr}"
+    );
+    (stdout, stderr)
+}
+
 /// Waits until `cond` holds, at most `limit`.
 pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = std::time::Instant::now() + limit;

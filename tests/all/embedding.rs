@@ -363,28 +363,16 @@ fn peak_rss() -> u64 {
         * 1024
 }
 
-/// Runs `name` alone in a child process (same binary) with TERN_CHILD=1.
+/// In the parent, runs `name` in a child process (see `run_in_child`), passes on
+/// its "measured" lines and returns true; in the child, returns false.
 fn in_child(name: &str) -> bool {
-    if std::env::var_os("TERN_CHILD").is_some() {
+    if crate::common::in_child() {
         return false;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env("TERN_CHILD", "1")
-        .env("TERN_TESTENV_DIR", env("TERN_TESTENV_DIR"))
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{name} in a child process:\n{text}");
-    assert!(text.contains("1 passed"), "the child ran {name}: {text}");
-    eprintln!(
-        "{}",
-        text.lines()
-            .filter(|l| l.starts_with("measured"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    let (stdout, _) = run_in_child(name, &[], &[]);
+    for line in stdout.lines().filter(|l| l.contains("measured")) {
+        eprintln!("{line}");
+    }
     true
 }
 

@@ -3,7 +3,7 @@
 //!
 //! The logger is global to the process and the other tests run on parallel threads of
 //! this binary, so each test that sets a callback re-runs itself in a child process
-//! (`--exact logging::<name>` with TERN_LOG_CHILD set), where it is alone.
+//! (`--exact logging::<name>` with TERN_CHILD set), where it is alone.
 
 use std::ffi::{c_char, c_void, CStr};
 use std::ptr::null_mut;
@@ -80,37 +80,9 @@ fn set_log(level: u32, c: Option<&'static Collector>) -> tern_code {
     code
 }
 
-fn in_child() -> bool {
-    std::env::var_os("TERN_LOG_CHILD").is_some()
-}
-
-/// Runs the test `name` alone in a child process; returns its stdout and stderr.
+/// Runs the test `name` of this module alone in a child process.
 fn run_child(name: &str) -> (String, String) {
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe)
-        .args([
-            "--exact",
-            &format!("logging::{name}"),
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("TERN_LOG_CHILD", "1")
-        .env("TERN_TESTENV_DIR", env("TERN_TESTENV_DIR"))
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(
-        out.status.success(),
-        "child {name} failed:\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("1 passed"),
-        "the child ran {name}:\n{stdout}\n{stderr}"
-    );
-    (stdout, stderr)
+    run_in_child(&format!("logging::{name}"), &[], &[])
 }
 
 /// An HTTPS GET to nginx on a new session (so a new connection and TLS handshake).

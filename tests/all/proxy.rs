@@ -514,38 +514,24 @@ fn environment_variables_when_trusted() {
             ],
         ),
     ];
-    let exe = std::env::current_exe().unwrap();
     for (case, vars) in cases {
-        let mut cmd = std::process::Command::new(&exe);
-        cmd.args([
-            "--exact",
+        let mut set: Vec<(&str, &str)> = vec![("TERN_ENV_CASE", case)];
+        set.extend(vars.iter().map(|(k, v)| (*k, v.as_str())));
+        run_in_child(
             "proxy::environment_variables_when_trusted",
-            "--nocapture",
-            "--test-threads=1",
-        ]);
-        for v in [
-            "http_proxy",
-            "HTTP_PROXY",
-            "https_proxy",
-            "HTTPS_PROXY",
-            "all_proxy",
-            "ALL_PROXY",
-            "no_proxy",
-            "NO_PROXY",
-            "REQUEST_METHOD",
-        ] {
-            cmd.env_remove(v);
-        }
-        cmd.env("TERN_ENV_CASE", case);
-        cmd.env("TERN_TESTENV_DIR", env("TERN_TESTENV_DIR"));
-        for (k, v) in &vars {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "case {case} with {vars:?}:\n{text}");
-        assert!(text.contains("1 passed"), "the child ran the case: {text}");
+            &set,
+            &[
+                "http_proxy",
+                "HTTP_PROXY",
+                "https_proxy",
+                "HTTPS_PROXY",
+                "all_proxy",
+                "ALL_PROXY",
+                "no_proxy",
+                "NO_PROXY",
+                "REQUEST_METHOD",
+            ],
+        );
     }
 }
 
