@@ -97,7 +97,7 @@ impl std::error::Error for BodyLength {}
 pub struct PushUpload {
     state: Mutex<PushState>,
     cap: usize,
-    on_ready: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+    on_ready: Box<dyn Fn() + Send + Sync>,
 }
 
 #[derive(Default)]
@@ -110,16 +110,12 @@ struct PushState {
 }
 
 impl PushUpload {
-    pub fn new(cap: usize) -> PushUpload {
+    pub fn new(cap: usize, on_ready: Box<dyn Fn() + Send + Sync>) -> PushUpload {
         PushUpload {
             state: Mutex::new(PushState::default()),
             cap,
-            on_ready: Mutex::new(None),
+            on_ready,
         }
-    }
-
-    pub fn set_on_ready(&self, f: Box<dyn Fn() + Send + Sync>) {
-        *self.on_ready.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PushState> {
@@ -185,9 +181,7 @@ impl PushUpload {
                 }
                 drop(g);
                 if ready {
-                    if let Some(f) = &*me.on_ready.lock().unwrap_or_else(|p| p.into_inner()) {
-                        f();
-                    }
+                    (me.on_ready)();
                 }
                 return std::task::Poll::Ready(Some(Ok(b)));
             }

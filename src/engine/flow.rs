@@ -688,7 +688,6 @@ enum Checkout<'a> {
 /// speak HTTP/2 is dialed once: the others wait for that dial and share its connection
 /// (or, when ALPN chose HTTP/1.1, dial their own).
 async fn checkout_or_slot<'a>(s: &'a SessionInner, target: &Target) -> Checkout<'a> {
-    let may_h2 = s.pool.may_be_h2(target);
     let _waiting = s.pool.limited().then(|| s.pool.waiting(target));
     loop {
         let signal = s.pool.limited().then(|| s.pool.idle_signal(target));
@@ -696,7 +695,8 @@ async fn checkout_or_slot<'a>(s: &'a SessionInner, target: &Target) -> Checkout<
         if let Some((c, remote)) = s.pool.checkout(target) {
             return Checkout::Pooled(c, remote);
         }
-        let turn = if may_h2 && s.pool.may_be_h2(target) {
+        // Asked on every turn: after a wait, ALPN may have shown HTTP/1.1.
+        let turn = if s.pool.may_be_h2(target) {
             match s.pool.h2_dial_turn(target) {
                 Ok(turn) => Some(turn),
                 Err(mut dialing) => {

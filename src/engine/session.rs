@@ -308,14 +308,15 @@ impl Session {
         let done = Arc::new(Mutex::new(false));
         let upload = match spec.upload.as_ref().map(|u| &u.source) {
             Some(UploadSource::Push) => {
-                let up = Arc::new(PushUpload::new(256 * 1024));
                 let (cb2, d2, done2) = (cb.clone(), delivery.clone(), done.clone());
-                up.set_on_ready(Box::new(move || {
-                    let cb3 = cb2.clone();
-                    // Never after on_complete, never during another callback.
-                    post_serial(&d2, &done2, move || cb3.on_upload_ready());
-                }));
-                Some(up)
+                Some(Arc::new(PushUpload::new(
+                    256 * 1024,
+                    Box::new(move || {
+                        let cb3 = cb2.clone();
+                        // Never after on_complete, never during another callback.
+                        post_serial(&d2, &done2, move || cb3.on_upload_ready());
+                    }),
+                )))
             }
             _ => None,
         };
