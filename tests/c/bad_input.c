@@ -29,30 +29,10 @@
 
 #include "tern.h"
 
+#define TEST_NAME "bad_input"
 #include "check.h"
 
-static const char *need_env(const char *name) {
-    const char *v = getenv(name);
-    if (v == NULL || v[0] == '\0') {
-        fprintf(stderr, "bad_input: %s is not set (source target/testenv/env.sh)\n", name);
-        exit(2);
-    }
-    return v;
-}
-
-static void sleep_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Waits (up to 60 s, valgrind is slow) until *counter reaches want. */
-static bool wait_for(atomic_int *counter, int want) {
-    for (int i = 0; i < 6000; i++) {
-        if (atomic_load(counter) >= want) return true;
-        sleep_ms(10);
-    }
-    return atomic_load(counter) >= want;
-}
+static struct hold hold;
 
 /* Out-parameters must stay untouched on failure: they start as this. */
 #define UNTOUCHED ((void *)(uintptr_t)0x5a5a5a5a)
@@ -110,24 +90,6 @@ static tern_request *new_request_with_borrowed_body(void) {
         exit(1);
     }
     return req;
-}
-
-/* A listener that never accepts: a request to it connects and then waits forever. */
-static int hold_fd = -1;
-static char hold_url[64];
-static void hold_start(void) {
-    hold_fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (hold_fd < 0 || bind(hold_fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        listen(hold_fd, 64) != 0 || getsockname(hold_fd, (struct sockaddr *)&a, &len) != 0) {
-        perror("bad_input: hold server");
-        exit(1);
-    }
-    snprintf(hold_url, sizeof hold_url, "http://127.0.0.1:%u/hold", (unsigned)ntohs(a.sin_port));
 }
 
 /* ------------------------------------------------------------------- errors --- */
@@ -594,9 +556,9 @@ static void test_runtime_and_session(void) {
     EXPECT_CODE(TERN_CODE_NOT_FOUND, tern_session_cancel(s, 0));
     EXPECT_CODE(TERN_CODE_NOT_FOUND, tern_session_cancel(s, UINT64_MAX));
     EXPECT_CODE(TERN_CODE_NOT_FOUND, tern_session_cancel(s, id)); /* completed above */
-    hold_start();
+    hold = hold_start();
     tern_request *held = NULL;
-    EXPECT1(TERN_CODE_OK, tern_request_new("GET", hold_url, &held, E));
+    EXPECT1(TERN_CODE_OK, tern_request_new("GET", hold.url, &held, E));
     EXPECT1(TERN_CODE_OK, tern_session_send(s, held, &cb, NULL, &id, E));
     EXPECT_CODE(TERN_CODE_OK, tern_session_cancel(s, id));
     CHECK(wait_for(&released, 1));
@@ -633,7 +595,7 @@ static void test_runtime_and_session(void) {
     CHECK(atomic_load(&body_released) == 2);
     EXPECT1(TERN_CODE_OK, tern_session_close(s, TERN_CLOSE_GRACEFUL, E));
     tern_session_free(s);
-    close(hold_fd);
+    close(hold.fd);
     CHECK(atomic_load(&completed) == 2 && atomic_load(&released) == 1);
 }
 

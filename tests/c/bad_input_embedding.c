@@ -36,31 +36,10 @@
 
 #include "tern.h"
 
+#define TEST_NAME "bad_input_embedding"
 #include "check.h"
 
-static const char *need_env(const char *name) {
-    const char *v = getenv(name);
-    if (v == NULL || v[0] == '\0') {
-        fprintf(stderr, "bad_input_embedding: %s is not set (source target/testenv/env.sh)\n",
-                name);
-        exit(2);
-    }
-    return v;
-}
-
-static void sleep_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Waits (up to 60 s: valgrind is slow) until *counter reaches want. */
-static bool wait_for(atomic_int *counter, int want) {
-    for (int i = 0; i < 6000; i++) {
-        if (atomic_load(counter) >= want) return true;
-        sleep_ms(10);
-    }
-    return atomic_load(counter) >= want;
-}
+static struct hold hold;
 
 /* Out-parameters must stay untouched on failure: they start as this. */
 #define UNTOUCHED_ID ((uint64_t)0x5a5a5a5a5a5a5a5aULL)
@@ -69,24 +48,7 @@ static bool wait_for(atomic_int *counter, int want) {
 #define UNTOUCHED_FD (-7)
 
 static pthread_t main_thread;
-static char url_hello[256], url_1m[256], url_echo[256], hold_url[64];
-
-/* A listener that never accepts: a request to it connects and then waits forever. */
-static int hold_fd = -1;
-static void hold_start(void) {
-    hold_fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (hold_fd < 0 || bind(hold_fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        listen(hold_fd, 64) != 0 || getsockname(hold_fd, (struct sockaddr *)&a, &len) != 0) {
-        perror("bad_input_embedding: hold server");
-        exit(1);
-    }
-    snprintf(hold_url, sizeof hold_url, "http://127.0.0.1:%u/hold", (unsigned)ntohs(a.sin_port));
-}
+static char url_hello[256], url_1m[256], url_echo[256];
 
 static tern_request *request(const char *method, const char *url) {
     tern_request *req = NULL;
@@ -489,7 +451,7 @@ static void test_streaming(tern_session *s) {
 
     /* Resuming a request that is not paused is allowed (in flight: OK). */
     static struct ctx held;
-    id = send_ctx(s, request("GET", hold_url), &all_callbacks, &held);
+    id = send_ctx(s, request("GET", hold.url), &all_callbacks, &held);
     EXPECT_CODE(TERN_CODE_OK, tern_session_resume(s, id));
     EXPECT_CODE(TERN_CODE_OK, tern_session_cancel(s, id));
     CHECK(wait_for(&held.releases, 1));
@@ -559,7 +521,7 @@ static void test_push(tern_session *s) {
 
     /* A request in flight without a pushed body: INVALID_STATE. */
     static struct ctx plain;
-    uint64_t id = send_ctx(s, request("GET", hold_url), &all_callbacks, &plain);
+    uint64_t id = send_ctx(s, request("GET", hold.url), &all_callbacks, &plain);
     EXPECT(TERN_CODE_INVALID_STATE, tern_session_write(s, id, five, 5, &accepted, E));
     EXPECT(TERN_CODE_INVALID_STATE, tern_session_end_body(s, id, E));
     CHECK(accepted == UNTOUCHED_SIZE);
@@ -614,9 +576,9 @@ static void test_push(tern_session *s) {
 static void test_would_block(void) {
     tern_session *s = new_session(false, 1);
     static struct ctx holder, pushed;
-    uint64_t hold_id = send_ctx(s, request("GET", hold_url), &all_callbacks, &holder);
+    uint64_t hold_id = send_ctx(s, request("GET", hold.url), &all_callbacks, &holder);
     sleep_ms(100); /* the holder has the connection */
-    tern_request *req = request("POST", hold_url);
+    tern_request *req = request("POST", hold.url);
     EXPECT1(TERN_CODE_OK, tern_request_set_body_stream(req, -1, E));
     uint64_t id = send_ctx(s, req, &all_callbacks, &pushed);
 
@@ -736,7 +698,7 @@ static void test_queued(tern_session *direct) {
     /* Freeing a queued session with a request in flight: aborted, and its callbacks
      * run on this thread before tern_session_free returns. */
     static struct ctx held;
-    send_ctx(qs, request("GET", hold_url), &all_callbacks, &held);
+    send_ctx(qs, request("GET", hold.url), &all_callbacks, &held);
     sleep_ms(100);
     CHECK(atomic_load(&held.completes) == 0);
     tern_session_free(qs);
@@ -750,7 +712,7 @@ int main(void) {
     snprintf(url_hello, sizeof url_hello, "%s/hello", http);
     snprintf(url_1m, sizeof url_1m, "%s/bytes/1m", http);
     snprintf(url_echo, sizeof url_echo, "%s/echo", http);
-    hold_start();
+    hold = hold_start();
 
     tern_error *err = NULL;
     if (tern_runtime_new(NULL, &rt, &err) != TERN_CODE_OK) {
@@ -769,7 +731,7 @@ int main(void) {
 
     tern_session_free(s);
     tern_runtime_free(rt);
-    close(hold_fd);
+    close(hold.fd);
     printf("bad_input_embedding: %d checks, %d failed\n", checks, failures);
     return failures == 0 ? 0 : 1;
 }

@@ -35,21 +35,10 @@
 
 #include "tern.h"
 
+#define TEST_NAME "callbacks"
 #include "check.h"
 
-static const char *need_env(const char *name) {
-    const char *v = getenv(name);
-    if (v == NULL || v[0] == '\0') {
-        fprintf(stderr, "callbacks: %s is not set (source target/testenv/env.sh)\n", name);
-        exit(2);
-    }
-    return v;
-}
-
-static void sleep_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
+static struct hold hold;
 
 #define THREAD_NAME "tern-cbtest"
 
@@ -108,7 +97,7 @@ static bool on_tern_thread(void) {
 
 static tern_session *session; /* for the re-entrant calls of section 3 */
 static const char *http, *https;
-static char hello_http[256], hello_https[256], hold_url[64];
+static char hello_http[256], hello_https[256];
 
 static tern_request *request(const char *url) {
     tern_request *req = NULL;
@@ -222,23 +211,6 @@ static void check_once(struct ctx *cs, size_t n, tern_code want, const char *wha
     }
 }
 
-/* A listener that never accepts: a request to it connects and then waits forever. */
-static int hold_fd = -1;
-static void hold_start(void) {
-    hold_fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (hold_fd < 0 || bind(hold_fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        listen(hold_fd, 128) != 0 || getsockname(hold_fd, (struct sockaddr *)&a, &len) != 0) {
-        perror("callbacks: hold server");
-        exit(1);
-    }
-    snprintf(hold_url, sizeof hold_url, "http://127.0.0.1:%u/hold", (unsigned)ntohs(a.sin_port));
-}
-
 static tern_session *new_session(const tern_runtime *rt) {
     tern_session_options *o = NULL;
     tern_session *s = NULL;
@@ -299,7 +271,7 @@ static void test_concurrent(void) {
 static void test_cancel(void) {
     static struct ctx cs[HELD];
     int base = released_now();
-    for (size_t i = 0; i < HELD; i++) CHECK(send_ctx(session, hold_url, &cs[i]) == TERN_CODE_OK);
+    for (size_t i = 0; i < HELD; i++) CHECK(send_ctx(session, hold.url, &cs[i]) == TERN_CODE_OK);
     /* Half are canceled at once, half once they are surely connected and waiting. */
     for (size_t i = 0; i < HELD / 2; i++) CHECK(tern_session_cancel(session, cs[i].send_id) == TERN_CODE_OK);
     CHECK(wait_released(base + HELD / 2));
@@ -320,7 +292,7 @@ static void test_reentrant(void) {
     static struct ctx parent;
     int base = released_now();
     atomic_store(&body_released, 0);
-    CHECK(send_ctx(session, hold_url, &reentrant_victim) == TERN_CODE_OK);
+    CHECK(send_ctx(session, hold.url, &reentrant_victim) == TERN_CODE_OK);
     parent.reenter = 1;
     CHECK(send_ctx(session, hello_http, &parent) == TERN_CODE_OK);
     /* parent, the child it sends, and the victim it cancels. */
@@ -358,7 +330,7 @@ static void test_abort_close(tern_runtime *rt) {
     static struct ctx cs[HELD];
     tern_session *s = new_session(rt);
     int base = released_now();
-    for (size_t i = 0; i < HELD; i++) CHECK(send_ctx(s, hold_url, &cs[i]) == TERN_CODE_OK);
+    for (size_t i = 0; i < HELD; i++) CHECK(send_ctx(s, hold.url, &cs[i]) == TERN_CODE_OK);
     sleep_ms(100);
     CHECK(released_now() == base);
     CHECK(tern_session_close(s, TERN_CLOSE_ABORT, NULL) == TERN_CODE_OK);
@@ -376,7 +348,7 @@ static void test_runtime_free(void) {
     tern_runtime *rt = new_runtime();
     tern_session *s = new_session(rt);
     int base = released_now();
-    for (size_t i = 0; i < HELD; i++) CHECK(send_ctx(s, hold_url, &cs[i]) == TERN_CODE_OK);
+    for (size_t i = 0; i < HELD; i++) CHECK(send_ctx(s, hold.url, &cs[i]) == TERN_CODE_OK);
     sleep_ms(100);
     tern_runtime_free(rt);
     /* Documented: it returns after the last completion ran. */
@@ -405,7 +377,7 @@ int main(void) {
     https = need_env("TERN_TEST_HTTPS");
     snprintf(hello_http, sizeof hello_http, "%s/hello", http);
     snprintf(hello_https, sizeof hello_https, "%s/hello", https);
-    hold_start();
+    hold = hold_start();
 
     tern_runtime *rt = new_runtime();
     session = new_session(rt);
@@ -420,7 +392,7 @@ int main(void) {
 
     tern_session_free(session);
     tern_runtime_free(rt);
-    close(hold_fd);
+    close(hold.fd);
 
     int total = atomic_load(&completes_total);
     int want = CONCURRENT + HELD + 3 + CLOSING + HELD + HELD + CLOSING;

@@ -26,6 +26,7 @@
 
 #include "tern.h"
 
+#define TEST_NAME "response"
 #include "check.h"
 
 /* Compares a (pointer, length) with a C string. */
@@ -50,15 +51,6 @@
                     got_ ? got_ : "(NULL)", want_);                                    \
         }                                                                              \
     } while (0)
-
-static const char *need_env(const char *name) {
-    const char *v = getenv(name);
-    if (v == NULL || v[0] == '\0') {
-        fprintf(stderr, "response: %s is not set (source target/testenv/env.sh)\n", name);
-        exit(2);
-    }
-    return v;
-}
 
 static char *join(const char *a, const char *b) {
     size_t n = strlen(a) + strlen(b) + 1;
