@@ -9,6 +9,8 @@
 #   finish                        prints the failed names and the count line, exits
 #   ensure_servers                the test servers answer (the running ones, the ones in
 #                                 target/testenv/env.sh, or started now and stopped at exit)
+#   run NAME WANT [--grep P]... -- COMMAND...
+#                                 one program run as a test (see below)
 
 passed=0
 failed=0
@@ -65,4 +67,48 @@ ensure_servers() {
     trap '"$root/scripts/testenv.sh" stop >/dev/null 2>&1 || true' EXIT
     # shellcheck disable=SC1090
     . "$env_file"
+}
+
+# run NAME EXPECTED_EXIT [--grep PATTERN]... -- COMMAND...: one program run as a test,
+# its output in $RUN_LOGS/$RUN_LOG_PREFIX<name>.log, with a time limit of $RUN_TIMEOUT
+# seconds; it passes when COMMAND exits EXPECTED_EXIT and every PATTERN appears in its
+# output. Unless NAME starts with "native", COMMAND runs under the RUN_UNDER array
+# (valgrind, when a suite sets it).
+RUN_LOGS=${RUN_LOGS:-}
+RUN_LOG_PREFIX=${RUN_LOG_PREFIX:-}
+RUN_TIMEOUT=${RUN_TIMEOUT:-120}
+RUN_UNDER=()
+run() {
+    local name=$1 want=$2
+    shift 2
+    local -a greps=()
+    while [[ $1 == --grep ]]; do
+        greps+=("$2")
+        shift 2
+    done
+    [[ $1 == -- ]] && shift
+    local logf=$RUN_LOGS/$RUN_LOG_PREFIX${name//[^A-Za-z0-9_.-]/_}.log t0 rc status=0
+    if [[ $1 == */* && ! -x $1 ]]; then
+        record "$name" "not built" 0
+        return
+    fi
+    local -a cmd=("$@")
+    if [[ $name != native* && ${#RUN_UNDER[@]} -gt 0 ]]; then cmd=("${RUN_UNDER[@]}" "$@"); fi
+    t0=$(now)
+    timeout "$RUN_TIMEOUT" "${cmd[@]}" >"$logf" 2>&1
+    rc=$?
+    if [[ $rc != "$want" ]]; then
+        status="exit $rc, wanted $want"
+        if ((rc > 128 && rc < 160)); then
+            echo "killed by signal $((rc - 128)) ($(kill -l "$((rc - 128))" 2>/dev/null))" >>"$logf"
+        fi
+        echo "exit status $rc, wanted $want" >>"$logf"
+    fi
+    for g in "${greps[@]}"; do
+        if ! grep -qE -- "$g" "$logf"; then
+            echo "output lacks: $g" >>"$logf"
+            [[ $status == 0 ]] && status="output lacks: $g"
+        fi
+    done
+    record "$name" "$status" "$(elapsed "$t0")" "$logf"
 }

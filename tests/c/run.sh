@@ -22,6 +22,8 @@ SUITE=tests/c
 # shellcheck source=scripts/suite.sh
 . "$root/scripts/suite.sh"
 out=$root/target/c-tests
+RUN_LOGS=$out/logs
+RUN_TIMEOUT=150
 lib=$root/target/debug
 mkdir -p "$out/logs"
 CC=${CC:-cc}
@@ -72,7 +74,6 @@ cat >"$supp" <<'EOF'
    fun:_ZN6rustls6vecbuf14ChunkVecBuffer8write_to*
 }
 EOF
-vg=()
 if [[ ${TERN_C_TESTS_VALGRIND:-1} != 0 ]]; then
     if ! command -v valgrind >/dev/null 2>&1; then
         log "valgrind not found (apt-get install valgrind, or TERN_C_TESTS_VALGRIND=0)"
@@ -80,42 +81,11 @@ if [[ ${TERN_C_TESTS_VALGRIND:-1} != 0 ]]; then
         finish
     fi
     # shellcheck disable=SC2054 # the commas are in valgrind's option values
-    vg=(valgrind -q --error-exitcode=99 --leak-check=full
+    RUN_UNDER=(valgrind -q --error-exitcode=99 --leak-check=full
         --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect
         --num-callers=40 --suppressions="$supp")
 fi
 
-# run NAME EXPECTED_EXIT [--grep PATTERN]... -- COMMAND...: one test. Under valgrind
-# unless NAME starts with "native". Each --grep pattern must appear in the output.
-run() {
-    local name=$1 want=$2
-    shift 2
-    local -a greps=()
-    while [[ $1 == --grep ]]; do
-        greps+=("$2")
-        shift 2
-    done
-    [[ $1 == -- ]] && shift
-    local logf=$out/logs/${name//[^A-Za-z0-9_.-]/_}.log t0 rc
-    local -a cmd=("$@")
-    if [[ $name != native* && ${#vg[@]} -gt 0 ]]; then cmd=("${vg[@]}" "$@"); fi
-    t0=$(now)
-    timeout 150 "${cmd[@]}" >"$logf" 2>&1
-    rc=$?
-    local status=0
-    if [[ $rc != "$want" ]]; then
-        status=$rc
-        [[ $status == 0 ]] && status="0, wanted $want"
-        echo "exit status $rc, wanted $want" >>"$logf"
-    fi
-    for g in "${greps[@]}"; do
-        if ! grep -qE -- "$g" "$logf"; then
-            echo "output lacks: $g" >>"$logf"
-            [[ $status == 0 ]] && status="output"
-        fi
-    done
-    record "$name" "$status" "$(elapsed "$t0")" "$logf"
-}
 
 # build NAME COMMAND...: a build step, counted as a test.
 build() {

@@ -27,6 +27,9 @@ SUITE=tests/cpp
 out=$root/target/cpp-tests
 lib=$root/target/debug
 logs=$out/logs
+RUN_LOGS=$logs
+RUN_LOG_PREFIX=run-
+RUN_TIMEOUT=90
 mkdir -p "$logs"
 rm -f "$logs"/*.log "$logs"/*.rc "$logs"/*.secs
 GXX=${CXX:-g++}
@@ -174,37 +177,6 @@ done
 export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-# run NAME EXPECTED_EXIT [--grep PATTERN]... -- COMMAND...: one run; each --grep
-# pattern must appear in its output.
-run() {
-    local name=$1 want=$2
-    shift 2
-    local -a greps=()
-    while [[ $1 == --grep ]]; do
-        greps+=("$2")
-        shift 2
-    done
-    [[ $1 == -- ]] && shift
-    local logf=$logs/run-${name//[^A-Za-z0-9_.-]/_}.log t0 rc status=0
-    if [[ ! -x $1 ]]; then
-        record "$name" "not built" 0
-        return
-    fi
-    t0=$(now)
-    timeout 90 "$@" >"$logf" 2>&1
-    rc=$?
-    if [[ $rc != "$want" ]]; then
-        status="exit $rc, wanted $want"
-        echo "exit status $rc, wanted $want" >>"$logf"
-    fi
-    for g in "${greps[@]}"; do
-        if ! grep -qE -- "$g" "$logf"; then
-            echo "output lacks: $g" >>"$logf"
-            [[ $status == 0 ]] && status="output lacks: $g"
-        fi
-    done
-    record "$name" "$status" "$(elapsed "$t0")" "$logf"
-}
 
 # run_fails NAME PATTERN... -- COMMAND...: a run that must exit non-zero, with every
 # PATTERN in its output (the canaries).

@@ -35,6 +35,7 @@ SUITE=tests/packaging
 # shellcheck source=scripts/suite.sh
 . "$root/scripts/suite.sh"
 out=$root/target/packaging
+RUN_LOGS=$out/logs
 rm -rf "$out"
 mkdir -p "$out/logs"
 CC=${CC:-cc}
@@ -53,37 +54,6 @@ step() {
     return "$rc"
 }
 
-# run NAME EXPECTED_EXIT [--grep PATTERN]... -- COMMAND...: a program run, with a time
-# limit; each --grep pattern must appear in its output.
-run() {
-    local name=$1 want=$2
-    shift 2
-    local -a greps=()
-    while [[ $1 == --grep ]]; do
-        greps+=("$2")
-        shift 2
-    done
-    [[ $1 == -- ]] && shift
-    local logf=$out/logs/${name//[^A-Za-z0-9_.-]/_}.log t0 rc status=0
-    t0=$(now)
-    timeout 120 "$@" >"$logf" 2>&1
-    rc=$?
-    if [[ $rc != "$want" ]]; then
-        status=$rc
-        [[ $status == 0 ]] && status="0, wanted $want"
-        if ((rc > 128 && rc < 160)); then
-            echo "killed by signal $((rc - 128)) ($(kill -l "$((rc - 128))" 2>/dev/null))" >>"$logf"
-        fi
-        echo "exit status $rc, wanted $want" >>"$logf"
-    fi
-    for g in "${greps[@]}"; do
-        if ! grep -qE -- "$g" "$logf"; then
-            echo "output lacks: $g" >>"$logf"
-            [[ $status == 0 ]] && status="output"
-        fi
-    done
-    record "$name" "$status" "$(elapsed "$t0")" "$logf"
-}
 
 # --- what the tests need from the system -----------------------------------------------
 need=()
