@@ -771,7 +771,6 @@ async fn send_once(
             }
         };
         p.resp.remote = Some(remote);
-        let sent_at = Instant::now();
         let idempotent = matches!(
             *method,
             Method::GET
@@ -855,7 +854,6 @@ async fn send_once(
         match result {
             Ok(ok) => {
                 p.resp.timings.ttfb = p.start.elapsed();
-                let _ = sent_at;
                 return Ok(ok);
             }
             Err(e) => {

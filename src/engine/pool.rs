@@ -387,9 +387,4 @@ impl Pool {
         drop(h1);
         drop(h2);
     }
-
-    /// Number of idle HTTP/1.1 connections (for tests and statistics).
-    pub fn idle_count(&self) -> usize {
-        self.lock().h1.values().map(Vec::len).sum()
-    }
 }
