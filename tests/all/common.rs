@@ -469,6 +469,30 @@ pub fn run_in_child(path: &str, set: &[(&str, &str)], unset: &[&str]) -> (String
     (stdout, stderr)
 }
 
+/// An in-process HTTP/1.1 server (hyper) answering every request with `handler`;
+/// returns its port and the runtime that serves it (dropping it stops the server).
+pub fn http1_server<F, Fut>(handler: F) -> (u16, tokio::runtime::Runtime)
+where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<
+            Output = Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, hyper::Error>,
+        > + Send
+        + 'static,
+{
+    let (rt, l, port) = server_runtime();
+    rt.spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let svc = hyper::service::service_fn(handler.clone());
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    (port, rt)
+}
+
 /// Waits until `cond` holds, at most `limit`.
 pub fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = std::time::Instant::now() + limit;

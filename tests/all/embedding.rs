@@ -431,56 +431,38 @@ fn one_gib_download_streams_in_bounded_memory_with_a_pause() {
 /// "<bytes> <sha256>"; a request to /reject is answered 401 without reading the body.
 fn hashing_server() -> (u16, tokio::runtime::Runtime) {
     use http_body_util::BodyExt;
-    let (rt, l, port) = server_runtime();
-    rt.spawn(async move {
-        loop {
-            let Ok((tcp, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    |req: hyper::Request<hyper::body::Incoming>| async move {
-                        if req.uri().path() == "/reject" {
-                            return Ok::<_, hyper::Error>(
-                                hyper::Response::builder()
-                                    .status(401)
-                                    .body(http_body_util::Full::new(bytes::Bytes::from_static(
-                                        b"no",
-                                    )))
-                                    .unwrap(),
-                            );
-                        }
-                        if req.uri().path() == "/slow" {
-                            // Reads nothing for a while, so that the client's buffers fill.
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                        }
-                        let expect = req.headers().contains_key("expect");
-                        let chunked = req.headers().contains_key("transfer-encoding");
-                        let mut body = req.into_body();
-                        let mut h = Sha256::new();
-                        let mut n = 0u64;
-                        while let Some(f) = body.frame().await {
-                            if let Ok(d) = f?.into_data() {
-                                n += d.len() as u64;
-                                h.update(&d);
-                            }
-                        }
-                        let text = format!(
-                            "{n} {} expect={expect} chunked={chunked}",
-                            hex(&h.finalize())
-                        );
-                        Ok(hyper::Response::new(http_body_util::Full::new(
-                            bytes::Bytes::from(text),
-                        )))
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                    .await;
-            });
+    http1_server(|req: hyper::Request<hyper::body::Incoming>| async move {
+        if req.uri().path() == "/reject" {
+            return Ok::<_, hyper::Error>(
+                hyper::Response::builder()
+                    .status(401)
+                    .body(http_body_util::Full::new(bytes::Bytes::from_static(b"no")))
+                    .unwrap(),
+            );
         }
-    });
-    (port, rt)
+        if req.uri().path() == "/slow" {
+            // Reads nothing for a while, so that the client's buffers fill.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let expect = req.headers().contains_key("expect");
+        let chunked = req.headers().contains_key("transfer-encoding");
+        let mut body = req.into_body();
+        let mut h = Sha256::new();
+        let mut n = 0u64;
+        while let Some(f) = body.frame().await {
+            if let Ok(d) = f?.into_data() {
+                n += d.len() as u64;
+                h.update(&d);
+            }
+        }
+        let text = format!(
+            "{n} {} expect={expect} chunked={chunked}",
+            hex(&h.finalize())
+        );
+        Ok(hyper::Response::new(http_body_util::Full::new(
+            bytes::Bytes::from(text),
+        )))
+    })
 }
 
 /// A deterministic byte pattern: byte i is (i * 31 + i / 4096) mod 251.

@@ -133,84 +133,66 @@ fn scratch(name: &str) -> PathBuf {
 /// body.
 fn form_server() -> (u16, tokio::runtime::Runtime) {
     use http_body_util::BodyExt;
-    let (rt, l, port) = server_runtime();
-    rt.spawn(async move {
-        loop {
-            let Ok((tcp, _)) = l.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    |req: hyper::Request<hyper::body::Incoming>| async move {
-                        let h = |n: &str| {
-                            req.headers()
-                                .get(n)
-                                .map(|v| v.to_str().unwrap().to_owned())
-                                .unwrap_or_default()
-                        };
-                        let ct = h("content-type");
-                        let mut text = format!(
-                            "content-type={ct}\ncontent-length={}\ntransfer-encoding={}\n",
-                            h("content-length"),
-                            h("transfer-encoding")
-                        );
-                        match multer::parse_boundary(&ct) {
-                            Ok(b) => {
-                                let body = http_body_util::BodyDataStream::new(req.into_body());
-                                let mut mp = multer::Multipart::new(body, b);
-                                loop {
-                                    match mp.next_field().await {
-                                        Ok(Some(mut f)) => {
-                                            let line0 = format!(
-                                                "{}|{}|{}",
-                                                f.name().unwrap_or("-"),
-                                                f.file_name().unwrap_or("-"),
-                                                f.content_type()
-                                                    .map_or("-".to_owned(), |m| m.to_string())
-                                            );
-                                            let mut hs = Sha256::new();
-                                            let mut n = 0u64;
-                                            loop {
-                                                match f.chunk().await {
-                                                    Ok(Some(c)) => {
-                                                        n += c.len() as u64;
-                                                        hs.update(&c);
-                                                    }
-                                                    Ok(None) => break,
-                                                    Err(e) => {
-                                                        text += &format!("error {e}\n");
-                                                        break;
-                                                    }
-                                                }
-                                            }
-                                            text +=
-                                                &format!("{line0}|{n}|{}\n", hex(&hs.finalize()));
-                                        }
-                                        Ok(None) => break,
-                                        Err(e) => {
-                                            text += &format!("error {e}\n");
-                                            break;
-                                        }
+    http1_server(|req: hyper::Request<hyper::body::Incoming>| async move {
+        let h = |n: &str| {
+            req.headers()
+                .get(n)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        };
+        let ct = h("content-type");
+        let mut text = format!(
+            "content-type={ct}\ncontent-length={}\ntransfer-encoding={}\n",
+            h("content-length"),
+            h("transfer-encoding")
+        );
+        match multer::parse_boundary(&ct) {
+            Ok(b) => {
+                let body = http_body_util::BodyDataStream::new(req.into_body());
+                let mut mp = multer::Multipart::new(body, b);
+                loop {
+                    match mp.next_field().await {
+                        Ok(Some(mut f)) => {
+                            let line0 = format!(
+                                "{}|{}|{}",
+                                f.name().unwrap_or("-"),
+                                f.file_name().unwrap_or("-"),
+                                f.content_type().map_or("-".to_owned(), |m| m.to_string())
+                            );
+                            let mut hs = Sha256::new();
+                            let mut n = 0u64;
+                            loop {
+                                match f.chunk().await {
+                                    Ok(Some(c)) => {
+                                        n += c.len() as u64;
+                                        hs.update(&c);
+                                    }
+                                    Ok(None) => break,
+                                    Err(e) => {
+                                        text += &format!("error {e}\n");
+                                        break;
                                     }
                                 }
                             }
-                            Err(_) => {
-                                let b = req.into_body().collect().await?.to_bytes();
-                                text += &String::from_utf8_lossy(&b);
-                            }
+                            text += &format!("{line0}|{n}|{}\n", hex(&hs.finalize()));
                         }
-                        Ok::<_, hyper::Error>(hyper::Response::new(http_body_util::Full::new(
-                            bytes::Bytes::from(text),
-                        )))
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                    .await;
-            });
+                        Ok(None) => break,
+                        Err(e) => {
+                            text += &format!("error {e}\n");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(_) => {
+                let b = req.into_body().collect().await?.to_bytes();
+                text += &String::from_utf8_lossy(&b);
+            }
         }
-    });
-    (port, rt)
+        Ok::<_, hyper::Error>(hyper::Response::new(http_body_util::Full::new(
+            bytes::Bytes::from(text),
+        )))
+    })
 }
 
 /// A file of `len` deterministic bytes; returns its path and SHA-256.
