@@ -469,6 +469,33 @@ pub fn run_in_child(path: &str, set: &[(&str, &str)], unset: &[&str]) -> (String
     (stdout, stderr)
 }
 
+/// A TLS acceptor with the test environment's `localhost` leaf (and its chain),
+/// limited to `versions` and offering `alpn`, for in-process HTTPS servers.
+pub fn localhost_acceptor(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&[u8]],
+) -> tokio_rustls::TlsAcceptor {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let pki = std::path::Path::new(&env("TERN_TESTENV_DIR")).join("pki");
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(pki.join("leaf-chain.pem"))
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(pki.join("leaf-key.pem")).unwrap();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+}
+
 /// An in-process HTTP/1.1 server (hyper) answering every request with `handler`;
 /// returns its port and the runtime that serves it (dropping it stops the server).
 pub fn http1_server<F, Fut>(handler: F) -> (u16, tokio::runtime::Runtime)

@@ -288,24 +288,7 @@ fn forked_child_gets_a_clear_error() {
 
 #[test]
 fn graceful_close_sends_tls_close_notify() {
-    use rustls_pki_types::pem::PemObject;
-    use std::sync::Arc as A;
-    let dir = env("TERN_TESTENV_DIR");
-    let certs: Vec<_> =
-        rustls_pki_types::CertificateDer::pem_file_iter(format!("{dir}/pki/leaf-chain.pem"))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-    let key =
-        rustls_pki_types::PrivateKeyDer::from_pem_file(format!("{dir}/pki/leaf-key.pem")).unwrap();
-    let provider = A::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(A::new(cfg));
+    let acceptor = localhost_acceptor(rustls::DEFAULT_VERSIONS, &[]);
     let srt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

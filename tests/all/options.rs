@@ -298,26 +298,9 @@ struct TlsServer {
 
 impl TlsServer {
     fn start(versions: &[&'static rustls::SupportedProtocolVersion], alpn: &[&[u8]]) -> TlsServer {
-        use rustls_pki_types::pem::PemObject;
-        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-        let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_file_iter(pki("leaf-chain.pem"))
-                .unwrap()
-                .map(|c| c.unwrap())
-                .collect();
-        let key = PrivateKeyDer::from_pem_file(pki("leaf-key.pem")).unwrap();
-        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let acceptor = localhost_acceptor(versions, alpn);
         let (rt, l, port) = server_runtime();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let seen2 = seen.clone();
@@ -954,23 +937,7 @@ fn dns_cache_ttl_is_bounded_by_the_option() {
 /// An in-process HTTPS server speaking HTTP/2 (ALPN h2 only) that counts the
 /// connections it accepted.
 fn h2_server() -> (u16, Arc<AtomicUsize>, tokio::runtime::Runtime) {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pki("leaf-chain.pem"))
-        .unwrap()
-        .map(|c| c.unwrap())
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(pki("leaf-key.pem")).unwrap();
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let acceptor = localhost_acceptor(rustls::DEFAULT_VERSIONS, &[b"h2"]);
     let (rt, l, port) = server_runtime();
     let accepted = Arc::new(AtomicUsize::new(0));
     let acc = accepted.clone();
