@@ -1056,7 +1056,8 @@ tern_code tern_session_options_set_max_body_size(tern_session_options *opts,
 
 /**
  * Sets the largest response head accepted, in bytes (default 102400, at least 8192).
- * A larger one fails with TERN_CODE_HEADERS_TOO_LARGE.
+ * A larger one fails with TERN_CODE_HEADERS_TOO_LARGE, as does an HTTP/1.1 response
+ * with more than 100 header fields (a fixed limit, as in reqwest).
  *
  * Ownership: nothing is kept.
  * Thread safety: one thread at a time per options object.

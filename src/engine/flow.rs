@@ -394,7 +394,7 @@ pub async fn execute(
             // Reuse the connection when the redirect's body is short.
             let Lease { target, h1, remote } = lease;
             let body = resp.into_body();
-            if body::drain(body, 64 * 1024, tm.read).await {
+            if Box::pin(body::drain(body, 64 * 1024, tm.read)).await {
                 if let Some(h1) = h1 {
                     give_back(s, &target, h1, remote).await;
                 }
@@ -449,14 +449,16 @@ pub async fn execute(
         if hooks.cb.wants_data() {
             if method != Method::HEAD {
                 let counters = hooks.counters.clone();
-                body::read_chunks(
+                // Boxed, as the other rarely taken large states below: the request
+                // task stays small (it is moved on spawn and on completion).
+                Box::pin(body::read_chunks(
                     incoming,
                     coding,
                     size_hint,
                     limits,
                     &counters,
                     |chunk: Bytes| deliver_chunk(hooks, chunk),
-                )
+                ))
                 .await?;
             }
         } else {

@@ -347,7 +347,10 @@ impl Session {
             done,
         };
         let inner = s.clone();
-        s.rt.handle.spawn(run(inner, id, spec, rx, guard, hooks));
+        // Boxed: tokio moves a task's future into its cell on spawn and overwrites it
+        // with the output on completion; both would copy the whole request state.
+        s.rt.handle
+            .spawn(Box::pin(run(inner, id, spec, rx, guard, hooks)));
         Ok(id)
     }
 

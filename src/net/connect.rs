@@ -316,7 +316,6 @@ where
     } else {
         let (sender, conn) = http1::Builder::new()
             .max_buf_size(ctx.max_header_size.max(8192))
-            .max_headers(1000)
             .handshake(io)
             .await
             .map_err(|e| Error::new(Code::Protocol, format!("HTTP/1.1 handshake failed: {e}")))?;

@@ -225,3 +225,34 @@ fn read_timeout_override_and_the_connection_is_closed() {
         "the timed-out connection was closed, not pooled"
     );
 }
+
+/// Up to 100 response header fields are read (hyper's own limit, kept on its stack:
+/// a larger limit costs two heap buffers per response); one more fails clearly.
+#[test]
+fn header_count_limit() {
+    let srv = RawServer::start(|_, mut s| {
+        while let Some((line, _, _)) = read_request(&mut s) {
+            let n: usize = line
+                .split(['/', ' '])
+                .find_map(|p| p.parse().ok())
+                .unwrap_or(0);
+            let mut head = String::from("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n");
+            for i in 1..n {
+                head.push_str(&format!("x-h{i}: {i}\r\n"));
+            }
+            head.push_str("\r\nok");
+            if s.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let rt = Rt::new(1);
+    let s = Sess::new(&rt, &Opts::new());
+    let r = s.get(&srv.url("/100"));
+    r.ok();
+    assert_eq!(r.header("x-h99").as_deref(), Some("99"));
+    assert_eq!(r.all_headers().len(), 100);
+    let r = s.get(&srv.url("/101"));
+    assert_eq!(r.code(), tern_code::HeadersTooLarge, "{}", r.message());
+    assert!(r.message().contains("100 header fields"), "{}", r.message());
+}
