@@ -19,6 +19,9 @@
 #   microsocks  11080 SOCKS5 with auth (tern / s0cks), 11081 without
 #   socat       13443 HTTPS proxy: TLS (testenv leaf cert) in front of squid 13129
 #   dnsmasq     15353 UDP+TCP DNS: {v4,v6,dual,app}.tern.test, TTL 2 s
+#   ws-echo     WebSocket peer (scripts/ws_echo_server.py, Python's `websockets`
+#               in a venv at $DIR/venv): 18082 ws, 18449 wss (testenv leaf),
+#               18450 wss requiring a client certificate from the client CA
 # Each has a pid file $DIR/<name>.pid and logs in $DIR/logs.
 #
 # Environment:
@@ -50,6 +53,9 @@ PORT_HTTPS_PROXY=13443    # TLS -> squid 13129
 PORT_SOCKS=11080          # SOCKS5, user/password
 PORT_SOCKS_NOAUTH=11081   # SOCKS5, no auth
 PORT_DNS=15353            # UDP and TCP
+PORT_WS=18082             # WebSocket, plain
+PORT_WSS=18449            # WebSocket over TLS
+PORT_WSS_MTLS=18450       # WebSocket over TLS, client certificate required
 
 PROXY_USER=tern
 PROXY_PASS='p@ss word'
@@ -58,12 +64,16 @@ SOCKS_PASS=s0cks
 PROXY_ONLY_HOST=proxy-only.test   # known to squid's hosts_file only
 
 # Started after nginx, in this order; stopped before it.
-SERVICES=(dnsmasq squid tinyproxy microsocks microsocks-noauth https-proxy)
+SERVICES=(dnsmasq squid tinyproxy microsocks microsocks-noauth https-proxy ws-echo)
 
 READY_TIMEOUT=30   # seconds for all ports to answer
 STOP_TIMEOUT=5     # seconds between TERM and KILL
 
 ECHO_MODULE_SO=/usr/lib/nginx/modules/ngx_http_echo_module.so
+
+# The WebSocket peer's library, from PyPI into $DIR/venv (the asyncio server API
+# with process_request/process_response it needs exists since websockets 13).
+WS_PIP_SPEC='websockets>=15,<18'
 
 log() { printf 'testenv: %s\n' "$*" >&2; }
 die() { printf 'testenv: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -146,6 +156,7 @@ service_patterns() {
         microsocks-noauth) printf '%s\n' "*microsocks*" "* -i 127.0.0.1 -p $PORT_SOCKS_NOAUTH *" ;;
         https-proxy) printf '%s\n' "*socat*" "*OPENSSL-LISTEN:$PORT_HTTPS_PROXY,*$d/pki/*" ;;
         dnsmasq) printf '%s\n' "*dnsmasq*" "*--pid-file=$d/dnsmasq.pid*" ;;
+        ws-echo) printf '%s\n' "*$d/venv/bin/python *ws_echo_server.py*" "*--port $PORT_WS *" ;;
         *) die "unknown service $1" ;;
     esac
 }
@@ -226,6 +237,11 @@ ensure_packages() {
     if [[ ! " ${missing[*]} " =~ " squid " ]] && ! squid_auth_helper >/dev/null; then
         missing+=(squid) # the helper is part of the squid package
     fi
+    # The WebSocket peer's venv: python3 with venv and ensurepip (Debian splits
+    # ensurepip into python3-venv).
+    if [[ ! -x $DIR/venv/bin/python ]] && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        missing+=(python3-venv)
+    fi
     local want_echo=0
     if [[ ${TERN_TESTENV_ECHO:-auto} != fallback && ! -e $ECHO_MODULE_SO ]] \
         && [[ -z ${TERN_NGINX:-} ]] && ! echo_builtin; then
@@ -293,11 +309,36 @@ ensure_packages() {
         trap - EXIT
     fi
     [[ -x $(nginx_bin) ]] || die "nginx still not found after install"
+    if [[ " ${pkgs[*]} " =~ " python3-venv " ]]; then
+        python3 -c 'import venv, ensurepip' >/dev/null 2>&1 \
+            || die "python3 -m venv still not usable after installing python3-venv"
+    fi
     for entry in "${SERVICE_PACKAGES[@]}"; do
         find_bin "${entry#*:}" >/dev/null \
             || die "${entry#*:} still not found after installing ${entry%%:*}"
     done
     squid_auth_helper >/dev/null || die "squid's basic_ncsa_auth helper not found after install"
+}
+
+# The WebSocket peer's Python environment: $DIR/venv with `websockets` from PyPI,
+# made (again) unless it already imports it.
+ensure_ws_venv() {
+    local venv=$DIR/venv pip_log=$DIR/pip.log
+    if "$venv/bin/python" -c 'import websockets.asyncio.server' >/dev/null 2>&1; then
+        return 0
+    fi
+    log "python3 -m venv $venv; pip install $WS_PIP_SPEC (output: $pip_log)"
+    if ! python3 -m venv --clear "$venv" >"$pip_log" 2>&1; then
+        tail -n 20 "$pip_log" >&2
+        die "python3 -m venv $venv failed (Debian: apt-get install python3-venv)"
+    fi
+    if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check "$WS_PIP_SPEC" \
+        >>"$pip_log" 2>&1; then
+        tail -n 20 "$pip_log" >&2
+        die "pip install $WS_PIP_SPEC into $venv failed"
+    fi
+    "$venv/bin/python" -c 'import websockets.asyncio.server' >>"$pip_log" 2>&1 \
+        || die "websockets still not importable from $venv/bin/python"
 }
 
 # -------------------------------------------------------------------- PKI ---
@@ -935,6 +976,9 @@ start_services() {
     spawn https-proxy "$(find_bin socat)" \
         "OPENSSL-LISTEN:$PORT_HTTPS_PROXY,bind=127.0.0.1,reuseaddr,fork,verify=0,cert=$pki/leaf-chain.pem,key=$pki/leaf-key.pem" \
         "TCP:127.0.0.1:$PORT_SQUID_NOAUTH"
+    spawn ws-echo "$DIR/venv/bin/python" "$SCRIPT_DIR/ws_echo_server.py" --port "$PORT_WS" \
+        --tls-port "$PORT_WSS" --mtls-port "$PORT_WSS_MTLS" --cert "$pki/leaf-chain.pem" \
+        --key "$pki/leaf-key.pem" --client-ca "$pki/client-ca.pem"
 }
 
 # Fail early, and clearly, if something else already listens on one of our
@@ -944,7 +988,7 @@ check_ports_free() {
     for port in "$PORT_HTTP" "$PORT_H2C" "$PORT_HTTPS" "$PORT_HTTPS_H1" "$PORT_EXPIRED" \
         "$PORT_WRONGHOST" "$PORT_SELFSIGNED" "$PORT_CLIENTCERT" "$PORT_SQUID" \
         "$PORT_SQUID_NOAUTH" "$PORT_TINYPROXY" "$PORT_HTTPS_PROXY" "$PORT_SOCKS" \
-        "$PORT_SOCKS_NOAUTH" "$PORT_DNS"; do
+        "$PORT_SOCKS_NOAUTH" "$PORT_DNS" "$PORT_WS" "$PORT_WSS" "$PORT_WSS_MTLS"; do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             die "127.0.0.1:$port is already in use by a process this script did not start (or whose pid file is gone); stop it first"
         fi
@@ -1055,6 +1099,21 @@ wait_ready() {
     wait_dns "$deadline" v4.tern.test A 127.0.0.1 || ok=0
     wait_dns "$deadline" +tcp dual.tern.test AAAA ::1 || ok=0
 
+    # The WebSocket peer: its plain-HTTP /health on each port, and through squid's
+    # CONNECT (curl -p tunnels) to the ws and wss ports, as WebSocket clients go.
+    wait_curl "$deadline" "ws-echo :$PORT_WS" ws-echo --noproxy '*' \
+        "http://127.0.0.1:$PORT_WS/health" || ok=0
+    wait_curl "$deadline" "ws-echo :$PORT_WSS" ws-echo --noproxy '*' "${tls[@]}" \
+        "https://localhost:$PORT_WSS/health" || ok=0
+    wait_curl "$deadline" "ws-echo :$PORT_WSS_MTLS" ws-echo --noproxy '*' "${tls[@]}" \
+        --cert "$pki/client.pem" --key "$pki/client-key.pem" \
+        "https://localhost:$PORT_WSS_MTLS/health" || ok=0
+    wait_curl "$deadline" "ws-echo :$PORT_WS via squid CONNECT" "squid ws-echo" "${via[@]}" \
+        -p --proxy "http://127.0.0.1:$PORT_SQUID_NOAUTH" "http://127.0.0.1:$PORT_WS/health" || ok=0
+    wait_curl "$deadline" "ws-echo :$PORT_WSS via squid CONNECT" "squid ws-echo" "${via[@]}" \
+        -p --proxy "http://127.0.0.1:$PORT_SQUID_NOAUTH" "${tls[@]}" \
+        "https://localhost:$PORT_WSS/health" || ok=0
+
     # What answered must be what we started (not a leftover holding the port).
     local name
     for name in "${SERVICES[@]}"; do
@@ -1106,6 +1165,9 @@ write_env() {
         env_line TERN_TEST_SOCKS_USER "$SOCKS_USER"
         env_line TERN_TEST_SOCKS_PASS "$SOCKS_PASS"
         env_line TERN_TEST_DNS "127.0.0.1:$PORT_DNS"
+        env_line TERN_TEST_WS "ws://127.0.0.1:$PORT_WS"
+        env_line TERN_TEST_WSS "wss://localhost:$PORT_WSS"
+        env_line TERN_TEST_WSS_MTLS "wss://localhost:$PORT_WSS_MTLS"
     } >"$tmp"
     mv -f "$tmp" "$DIR/env.sh"
 }
@@ -1176,7 +1238,7 @@ any_running() {
 show_logs() {
     local f
     for f in error.log squid-cache.log squid.log tinyproxy.log microsocks.log \
-        microsocks-noauth.log https-proxy.log dnsmasq.log; do
+        microsocks-noauth.log https-proxy.log dnsmasq.log ws-echo.log; do
         [[ -s $DIR/logs/$f ]] || continue
         printf -- '--- %s (last lines)\n' "$DIR/logs/$f" >&2
         tail -n 8 "$DIR/logs/$f" >&2 || true
@@ -1187,6 +1249,7 @@ cmd_start() {
     local t0
     t0=$(date +%s%N)
     ensure_packages
+    ensure_ws_venv
     if any_running; then
         log "already running, restarting"
         cmd_stop
