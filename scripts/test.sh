@@ -84,6 +84,7 @@ run_suite c-tests tests/c/run.sh          # C examples and C tests under valgrin
 run_suite packaging tests/packaging/run.sh # install, pkg-config, CMake, static engine, ctypes, modules
 run_suite cpp-wrapper tests/cpp/run.sh    # tern.hpp under ASan, LSan and UBSan
 run_suite go-binding bindings/go/run.sh   # cgo package: go vet, go test -race
+run_suite curl-compare tests/compare/run.sh # each option against the curl CLI, same servers
 
 # --- benchmark smoke run (bench/run.sh --smoke: one round, every client works) -----
 log "bench/run.sh --smoke"
