@@ -13,6 +13,22 @@
 
 
 /**
+ * The life of a socket, as `tern_ws_state` reports it.
+ */
+#define CONNECTING 0
+
+#define OPEN 1
+
+#define CLOSING 2
+
+#define CLOSED 3
+
+/**
+ * aiohttp's `max_msg_size`.
+ */
+#define DEFAULT_MAX_MESSAGE ((4 * 1024) * 1024)
+
+/**
  * The major version of the header; compare with the library's at run time.
  */
 #define TERN_VERSION_MAJOR 0
@@ -152,6 +168,14 @@ enum tern_code
    */
   TERN_CODE_TIMEOUT_TOTAL = 502,
   /**
+   * No pong arrived within half the heartbeat interval (WebSocket).
+   */
+  TERN_CODE_TIMEOUT_HEARTBEAT = 503,
+  /**
+   * The WebSocket closing handshake did not finish within the close time-out.
+   */
+  TERN_CODE_TIMEOUT_CLOSE = 504,
+  /**
    * The peer broke the HTTP protocol.
    */
   TERN_CODE_PROTOCOL = 600,
@@ -191,6 +215,27 @@ enum tern_code
    * The session or runtime is shutting down or closed.
    */
   TERN_CODE_SHUTDOWN = 701,
+  /**
+   * The server did not accept the WebSocket upgrade (a status other than 101, a bad
+   * Sec-WebSocket-Accept, a subprotocol or extension that was not offered).
+   */
+  TERN_CODE_WS_HANDSHAKE = 800,
+  /**
+   * The WebSocket peer broke RFC 6455; tern closed with 1002.
+   */
+  TERN_CODE_WS_PROTOCOL = 801,
+  /**
+   * A WebSocket text message or close reason was not UTF-8; tern closed with 1007.
+   */
+  TERN_CODE_WS_INVALID_UTF8 = 802,
+  /**
+   * A WebSocket message or frame exceeded the limit; tern closed with 1009.
+   */
+  TERN_CODE_WS_MESSAGE_TOO_LARGE = 803,
+  /**
+   * The WebSocket connection ended without a close frame (1006).
+   */
+  TERN_CODE_WS_CLOSED_ABNORMALLY = 804,
   /**
    * A bug in tern: an internal panic was caught at the boundary.
    */
@@ -563,6 +608,105 @@ typedef uint32_t tern_form_kind;
 #endif // __cplusplus
 
 /**
+ * The kind of a WebSocket message (the RFC 6455 opcodes; passed as `uint32_t`).
+ *
+ * Since: 0.1
+ */
+enum tern_ws_message
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * UTF-8 text (not NUL-terminated).
+   */
+  TERN_WS_MESSAGE_TEXT = 1,
+  /**
+   * Bytes.
+   */
+  TERN_WS_MESSAGE_BINARY = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum tern_ws_message tern_ws_message;
+#else
+typedef uint32_t tern_ws_message;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Where a WebSocket stands (`tern_ws_state`'s answer).
+ *
+ * Since: 0.1
+ */
+enum tern_ws_ready_state
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Connecting and upgrading; sends are queued until it opens.
+   */
+  TERN_WS_READY_STATE_CONNECTING = 0,
+  /**
+   * Open: messages flow both ways.
+   */
+  TERN_WS_READY_STATE_OPEN = 1,
+  /**
+   * A close frame was sent or received; sends are refused.
+   */
+  TERN_WS_READY_STATE_CLOSING = 2,
+  /**
+   * The outcome is decided (`on_close` ran or is about to run).
+   */
+  TERN_WS_READY_STATE_CLOSED = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum tern_ws_ready_state tern_ws_ready_state;
+#else
+typedef uint32_t tern_ws_ready_state;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Which time-out `tern_ws_options_set_timeout_ms` sets (passed as `uint32_t`).
+ *
+ * Since: 0.1
+ */
+enum tern_ws_timeout
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * DNS, TCP, proxy and TLS. Default: the session's connect time-out; 0 = none.
+   */
+  TERN_WS_TIMEOUT_CONNECT = 0,
+  /**
+   * From the upgrade request to the 101 response. Default 30000 ms; 0 = none.
+   */
+  TERN_WS_TIMEOUT_HANDSHAKE = 1,
+  /**
+   * Nothing at all received for this long: tern closes with 1001 and reports
+   * TERN_CODE_TIMEOUT_READ. Default 0 (off).
+   */
+  TERN_WS_TIMEOUT_RECEIVE = 2,
+  /**
+   * The closing handshake: from the close frame sent (or received) to the end of the
+   * connection. Default 10000 ms; cannot be 0.
+   */
+  TERN_WS_TIMEOUT_CLOSE = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum tern_ws_timeout tern_ws_timeout;
+#else
+typedef uint32_t tern_ws_timeout;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * An error: a code and a human-readable message (secrets redacted).
  */
 typedef struct tern_error tern_error;
@@ -597,6 +741,19 @@ typedef struct tern_session tern_session;
  * Options for `tern_session_new`: a builder, used once or many times.
  */
 typedef struct tern_session_options tern_session_options;
+
+/**
+ * One WebSocket. The caller's handle comes from `tern_session_ws_connect` and is
+ * freed with `tern_ws_free`; callbacks get a borrowed one, valid during the call.
+ */
+typedef struct tern_ws tern_ws;
+
+/**
+ * The settings of WebSockets to open: headers, subprotocols, origin, proxy,
+ * time-outs, heartbeat, limits, send queue. Reusable; `tern_session_ws_connect`
+ * copies it.
+ */
+typedef struct tern_ws_options tern_ws_options;
 
 /**
  * Settings for `tern_runtime_new`. Zero-initialise it, set `struct_size` to
@@ -688,6 +845,106 @@ typedef struct {
    */
   void (*release)(void *user_data);
 } tern_callbacks;
+
+/**
+ * What `on_close` reports. Valid during the call only.
+ *
+ * Since: 0.1
+ */
+typedef struct {
+  /**
+   * TERN_CODE_OK when the closing handshake completed (either side began it);
+   * otherwise why it ended: TERN_CODE_CANCELED (`tern_ws_abort`, or a close or free
+   * before the open), TERN_CODE_SHUTDOWN (session closed, runtime freed), a DNS,
+   * connect, TLS, proxy or time-out code, TERN_CODE_WS_HANDSHAKE (the upgrade was
+   * refused: see `response`), TERN_CODE_WS_PROTOCOL, TERN_CODE_WS_INVALID_UTF8,
+   * TERN_CODE_WS_MESSAGE_TOO_LARGE, TERN_CODE_WS_CLOSED_ABNORMALLY,
+   * TERN_CODE_TIMEOUT_HEARTBEAT, TERN_CODE_TIMEOUT_CLOSE, TERN_CODE_TIMEOUT_READ.
+   */
+  tern_code code;
+  /**
+   * Why, in words (redacted; "" when OK). NUL-terminated.
+   */
+  const char *message;
+  /**
+   * The peer's close code (1005 when its close frame had none); the code tern sent
+   * for failures it detected (1002, 1007, 1009); 1006 when no close frame ended it.
+   */
+  uint16_t close_code;
+  /**
+   * 1 when both close frames were exchanged.
+   */
+  uint32_t clean;
+  /**
+   * 1 when `on_open` ran.
+   */
+  uint32_t opened;
+  /**
+   * The peer's close reason: UTF-8, `reason_len` bytes, also NUL-terminated.
+   */
+  const char *reason;
+  size_t reason_len;
+  /**
+   * The upgrade response (status, headers; for a refusal, the start of its body);
+   * NULL when none arrived (DNS, TCP, TLS or proxy failures).
+   */
+  const tern_response *response;
+} tern_ws_close_info;
+
+/**
+ * The callbacks of one WebSocket. Zero-initialise it and set `struct_size` to
+ * `sizeof(tern_ws_callbacks)`: later versions add fields at the end.
+ *
+ * Every function gets the `user_data` given to `tern_session_ws_connect` first, and a
+ * borrowed `ws`, valid during the call, that may be used to send or close (never
+ * freed). Callbacks run on a runtime thread (or, with queued delivery, inside
+ * `tern_session_poll` on the polling thread), never inside a tern call, one at a time
+ * per socket and in order: `on_open`, `on_message` and `on_writable`..., `on_close`,
+ * `release`. They must not unwind into tern, and a callback on a runtime thread
+ * should not block: it holds up that thread, and that socket's reading.
+ *
+ * Since: 0.1
+ */
+typedef struct {
+  /**
+   * `sizeof(tern_ws_callbacks)`.
+   */
+  size_t struct_size;
+  /**
+   * Required. Runs exactly once per accepted connect, last (then `release`).
+   */
+  void (*on_close)(void *user_data,
+                   const tern_ws *ws,
+                   const tern_ws_close_info *info);
+  /**
+   * Optional. The socket is open: `head` is the 101 response (status, headers with
+   * Sec-WebSocket-Protocol, remote address, timings), valid during the call.
+   */
+  void (*on_open)(void *user_data,
+                  const tern_ws *ws,
+                  const tern_response *head);
+  /**
+   * Optional. One complete message (fragments assembled); `kind` is a
+   * `tern_ws_message`; text is valid UTF-8, not NUL-terminated; `data` is valid
+   * during the call.
+   */
+  void (*on_message)(void *user_data,
+                     const tern_ws *ws,
+                     uint32_t kind,
+                     const uint8_t *data,
+                     size_t len);
+  /**
+   * Optional. After a send returned TERN_CODE_WOULD_BLOCK: the send queue has
+   * drained to half; send again.
+   */
+  void (*on_writable)(void *user_data,
+                      const tern_ws *ws);
+  /**
+   * Optional. Once, after `on_close`, so bindings can free `user_data`. Never runs
+   * for a connect that was refused.
+   */
+  void (*release)(void *user_data);
+} tern_ws_callbacks;
 
 #ifdef __cplusplus
 extern "C" {
@@ -2037,6 +2294,335 @@ tern_code tern_version_check(uint32_t major,
  * Since: 0.1
  */
 const char *tern_code_name(uint32_t code);
+
+/**
+ * Makes WebSocket options with the defaults: 4 MiB messages and frames, a 1 MiB send
+ * queue, a 30 s handshake and a 10 s close time-out, no heartbeat, no receive
+ * time-out, no subprotocol, no compression.
+ *
+ * Ownership: on success `*out` receives options the caller frees with
+ * `tern_ws_options_free`.
+ * Thread safety: any thread; one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT.
+ * Since: 0.1
+ */
+tern_code tern_ws_options_new(tern_ws_options **out,
+                              tern_error **err);
+
+/**
+ * Frees WebSocket options. `tern_ws_options_free(NULL)` does nothing.
+ *
+ * Ownership: consumes `opts` (sockets opened with them keep their own copy).
+ * Thread safety: any thread, once.
+ * Errors: none.
+ * Since: 0.1
+ */
+void tern_ws_options_free(tern_ws_options *opts);
+
+/**
+ * Adds a header to the upgrade request, after earlier values of that name; replaces
+ * the session's default headers of that name.
+ *
+ * Ownership: `name` and `value` are copied.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (not UTF-8),
+ * TERN_CODE_INVALID_HEADER (a bad name or value, or a header tern sets itself: Host,
+ * Connection, Upgrade, Sec-WebSocket-Key, -Version, -Protocol, -Extensions,
+ * Content-Length, Transfer-Encoding, Expect).
+ * Since: 0.1
+ */
+tern_code tern_ws_options_add_header(tern_ws_options *opts,
+                                     const char *name,
+                                     const char *value,
+                                     tern_error **err);
+
+/**
+ * Offers a subprotocol (Sec-WebSocket-Protocol), after those offered before. The
+ * server's choice is `tern_ws_subprotocol`; a server that picks none is accepted.
+ *
+ * Ownership: `protocol` is copied.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (empty, not a token,
+ * or offered already).
+ * Since: 0.1
+ */
+tern_code tern_ws_options_add_subprotocol(tern_ws_options *opts,
+                                          const char *protocol,
+                                          tern_error **err);
+
+/**
+ * Sets the Origin header of the upgrade request; NULL removes it.
+ *
+ * Ownership: `origin` is copied.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT (`opts`), TERN_CODE_INVALID_ARGUMENT (not UTF-8),
+ * TERN_CODE_INVALID_HEADER (CR, LF or NUL).
+ * Since: 0.1
+ */
+tern_code tern_ws_options_set_origin(tern_ws_options *opts,
+                                     const char *origin,
+                                     tern_error **err);
+
+/**
+ * Overrides the session's proxy for these sockets: a proxy URL (http, https: a
+ * CONNECT tunnel for ws and wss alike; socks5, socks5h), "" for a direct connection,
+ * or NULL for the session's choice.
+ *
+ * Ownership: `url` is copied.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT (`opts`), TERN_CODE_INVALID_ARGUMENT (not UTF-8),
+ * TERN_CODE_INVALID_URL, TERN_CODE_UNSUPPORTED_SCHEME.
+ * Since: 0.1
+ */
+tern_code tern_ws_options_set_proxy(tern_ws_options *opts,
+                                    const char *url,
+                                    tern_error **err);
+
+/**
+ * Sets a WebSocket time-out in milliseconds; `kind` is a `tern_ws_timeout`. 0 turns
+ * CONNECT, HANDSHAKE and RECEIVE off.
+ *
+ * Ownership: nothing is kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (unknown kind, or 0 for
+ * CLOSE).
+ * Since: 0.1
+ */
+tern_code tern_ws_options_set_timeout_ms(tern_ws_options *opts,
+                                         uint32_t kind,
+                                         uint64_t ms,
+                                         tern_error **err);
+
+/**
+ * Sends a ping every `interval_ms` when nothing was received for that long, and ends
+ * the socket with TERN_CODE_TIMEOUT_HEARTBEAT (1006, no close frame) when nothing
+ * arrives within half the interval after it (as aiohttp's `heartbeat`). 0 = off
+ * (the default).
+ *
+ * Ownership: nothing is kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT.
+ * Since: 0.1
+ */
+tern_code tern_ws_options_set_heartbeat_ms(tern_ws_options *opts,
+                                           uint64_t interval_ms,
+                                           tern_error **err);
+
+/**
+ * Sets the largest message accepted (fragments assembled); a larger one closes the
+ * socket with 1009 and TERN_CODE_WS_MESSAGE_TOO_LARGE. 0 = no limit. Default 4 MiB.
+ *
+ * Ownership: nothing is kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT.
+ * Since: 0.1
+ */
+tern_code tern_ws_options_set_max_message_size(tern_ws_options *opts,
+                                               uint64_t bytes,
+                                               tern_error **err);
+
+/**
+ * Sets the largest frame accepted, checked on the frame's header before its payload
+ * is read; a larger one closes with 1009 (TERN_CODE_WS_MESSAGE_TOO_LARGE). 0 = no
+ * limit. Default 4 MiB.
+ *
+ * Ownership: nothing is kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT.
+ * Since: 0.1
+ */
+tern_code tern_ws_options_set_max_frame_size(tern_ws_options *opts,
+                                             uint64_t bytes,
+                                             tern_error **err);
+
+/**
+ * Sets how many bytes of text and binary messages may wait to be written (default
+ * 1 MiB). A send that does not fit returns TERN_CODE_WOULD_BLOCK and `on_writable`
+ * follows when the queue has drained to half; a message larger than the queue is
+ * taken when the queue is empty.
+ *
+ * Ownership: nothing is kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (0).
+ * Since: 0.1
+ */
+tern_code tern_ws_options_set_send_queue_size(tern_ws_options *opts,
+                                              uint64_t bytes,
+                                              tern_error **err);
+
+/**
+ * Asks for permessage-deflate: 0 (off, the default) is accepted; 1 returns
+ * TERN_CODE_UNSUPPORTED, since this version does not implement it (tern never offers
+ * the extension, and fails an upgrade whose server chose one anyway).
+ *
+ * Ownership: nothing is kept.
+ * Thread safety: one thread at a time per options object.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_UNSUPPORTED (1),
+ * TERN_CODE_INVALID_ARGUMENT (not 0 or 1).
+ * Since: 0.1
+ */
+tern_code tern_ws_options_set_compression(tern_ws_options *opts,
+                                          uint32_t on,
+                                          tern_error **err);
+
+/**
+ * Opens a WebSocket (`ws://`, `wss://`; `http://` and `https://` mean the same) from a
+ * session, with its proxy (a CONNECT tunnel or SOCKS5), TLS settings (ALPN
+ * http/1.1 only), DNS, connect time-out, default headers and cookie jar. Returns at
+ * once; `callbacks->on_close` runs exactly once, never inside this call.
+ *
+ * Ownership: `url`, `opts` (NULL = defaults) and `callbacks` are copied. On success
+ * `*ws_out` (may be NULL) receives the caller's handle, freed with `tern_ws_free`; it
+ * is written before any callback can run. tern does not touch `user_data`;
+ * `release(user_data)` runs once after `on_close`. When this call fails no callback
+ * and no release runs: the caller still owns `user_data`.
+ * Thread safety: any thread, callbacks included; never blocks.
+ * Errors: TERN_CODE_NULL_ARGUMENT (`session`, `url`, `callbacks`, `on_close`),
+ * TERN_CODE_INVALID_ARGUMENT (`struct_size`, not UTF-8), TERN_CODE_INVALID_URL,
+ * TERN_CODE_UNSUPPORTED_SCHEME, TERN_CODE_SHUTDOWN (session closed or runtime freed),
+ * TERN_CODE_FORKED. DNS, connect, TLS, proxy and handshake failures arrive in
+ * `on_close`.
+ * Since: 0.1
+ */
+tern_code tern_session_ws_connect(const tern_session *session,
+                                  const char *url,
+                                  const tern_ws_options *opts,
+                                  const tern_ws_callbacks *callbacks,
+                                  void *user_data,
+                                  tern_ws **ws_out,
+                                  tern_error **err);
+
+/**
+ * Queues a text message (checked to be UTF-8) to be sent whole.
+ *
+ * Ownership: the bytes are copied; `data` may be NULL when `len` is 0.
+ * Thread safety: any thread, callbacks included; never blocks. Sends from one thread
+ * keep their order. Allowed while connecting (sent once open) and open.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (not UTF-8),
+ * TERN_CODE_WOULD_BLOCK (the send queue is full: wait for `on_writable`),
+ * TERN_CODE_INVALID_STATE (closing or closed), TERN_CODE_SHUTDOWN, TERN_CODE_FORKED.
+ * Since: 0.1
+ */
+tern_code tern_ws_send_text(const tern_ws *ws,
+                            const char *data,
+                            size_t len,
+                            tern_error **err);
+
+/**
+ * Queues a binary message to be sent whole.
+ *
+ * Ownership: the bytes are copied; `data` may be NULL when `len` is 0.
+ * Thread safety: as `tern_ws_send_text`.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_WOULD_BLOCK, TERN_CODE_INVALID_STATE,
+ * TERN_CODE_SHUTDOWN, TERN_CODE_FORKED.
+ * Since: 0.1
+ */
+tern_code tern_ws_send_binary(const tern_ws *ws,
+                              const uint8_t *data,
+                              size_t len,
+                              tern_error **err);
+
+/**
+ * Sends a ping, ahead of queued messages (pongs to the peer's pings are automatic).
+ *
+ * Ownership: the bytes are copied (at most 125).
+ * Thread safety: any thread, callbacks included.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (over 125 bytes),
+ * TERN_CODE_INVALID_STATE (not open), TERN_CODE_SHUTDOWN, TERN_CODE_FORKED.
+ * Since: 0.1
+ */
+tern_code tern_ws_send_ping(const tern_ws *ws,
+                            const uint8_t *data,
+                            size_t len,
+                            tern_error **err);
+
+/**
+ * Starts the closing handshake: a close frame with `code` (0 = a frame without a
+ * code, which the peer sees as 1005; else 1000-1003, 1007-1014 or 3000-4999) and
+ * `reason` (NULL or UTF-8 of at most 123 bytes; only with a code), sent after the
+ * messages queued before it. `on_close` follows once the peer answered and closed
+ * the connection (TERN_CODE_OK), or after the close time-out
+ * (TERN_CODE_TIMEOUT_CLOSE). Before the open it abandons the open (TERN_CODE_CANCELED).
+ * Calling it again does nothing. A send racing it from another thread is sent or
+ * refused.
+ *
+ * Ownership: `reason` is copied.
+ * Thread safety: any thread, callbacks included.
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (code or reason),
+ * TERN_CODE_SHUTDOWN, TERN_CODE_FORKED.
+ * Since: 0.1
+ */
+tern_code tern_ws_close(const tern_ws *ws,
+                        uint32_t code,
+                        const char *reason,
+                        tern_error **err);
+
+/**
+ * Drops the connection at once without a close frame; `on_close` follows with
+ * TERN_CODE_CANCELED and 1006, unless the outcome was decided already.
+ *
+ * Ownership: nothing changes hands.
+ * Thread safety: any thread, callbacks included.
+ * Errors: TERN_CODE_NULL_ARGUMENT.
+ * Since: 0.1
+ */
+tern_code tern_ws_abort(const tern_ws *ws);
+
+/**
+ * The bytes of text and binary messages accepted by sends and not yet written to
+ * the connection.
+ *
+ * Ownership: borrows `ws`.
+ * Thread safety: any thread.
+ * Errors: none; 0 for NULL.
+ * Since: 0.1
+ */
+uint64_t tern_ws_buffered_amount(const tern_ws *ws);
+
+/**
+ * Where the socket stands: a `tern_ws_ready_state` value.
+ *
+ * Ownership: borrows `ws`.
+ * Thread safety: any thread.
+ * Errors: none; TERN_WS_READY_STATE_CLOSED for NULL.
+ * Since: 0.1
+ */
+uint32_t tern_ws_state(const tern_ws *ws);
+
+/**
+ * The subprotocol the server chose, NUL-terminated; NULL before the open, when
+ * none was chosen, and for NULL.
+ *
+ * Ownership: the string belongs to the socket and lives as long as any handle on it
+ * (the caller's, until `tern_ws_free`).
+ * Thread safety: any thread.
+ * Errors: none.
+ * Since: 0.1
+ */
+const char *tern_ws_subprotocol(const tern_ws *ws);
+
+/**
+ * The socket's id: unique within its session (shared with request ids).
+ *
+ * Ownership: borrows `ws`.
+ * Thread safety: any thread.
+ * Errors: none; 0 for NULL.
+ * Since: 0.1
+ */
+uint64_t tern_ws_id(const tern_ws *ws);
+
+/**
+ * Frees the caller's handle. A socket still connecting is abandoned
+ * (TERN_CODE_CANCELED); an open one is closed with 1000; `on_close` and `release`
+ * still run. `tern_ws_free(NULL)` does nothing. Never free the `ws` a callback was
+ * given: it is borrowed.
+ *
+ * Ownership: consumes `ws` (the handle from `tern_session_ws_connect`).
+ * Thread safety: any thread (callbacks included), once.
+ * Errors: none.
+ * Since: 0.1
+ */
+void tern_ws_free(tern_ws *ws);
 
 #ifdef __cplusplus
 }  // extern "C"

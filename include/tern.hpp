@@ -152,6 +152,8 @@ enum class Code : std::uint32_t {
     TimeoutConnect = TERN_CODE_TIMEOUT_CONNECT,
     TimeoutRead = TERN_CODE_TIMEOUT_READ,
     TimeoutTotal = TERN_CODE_TIMEOUT_TOTAL,
+    TimeoutHeartbeat = TERN_CODE_TIMEOUT_HEARTBEAT,
+    TimeoutClose = TERN_CODE_TIMEOUT_CLOSE,
     Protocol = TERN_CODE_PROTOCOL,
     IncompleteBody = TERN_CODE_INCOMPLETE_BODY,
     HeadersTooLarge = TERN_CODE_HEADERS_TOO_LARGE,
@@ -162,6 +164,11 @@ enum class Code : std::uint32_t {
     Decoding = TERN_CODE_DECODING,
     Canceled = TERN_CODE_CANCELED,
     Shutdown = TERN_CODE_SHUTDOWN,
+    WsHandshake = TERN_CODE_WS_HANDSHAKE,
+    WsProtocol = TERN_CODE_WS_PROTOCOL,
+    WsInvalidUtf8 = TERN_CODE_WS_INVALID_UTF8,
+    WsMessageTooLarge = TERN_CODE_WS_MESSAGE_TOO_LARGE,
+    WsClosedAbnormally = TERN_CODE_WS_CLOSED_ABNORMALLY,
     Internal = TERN_CODE_INTERNAL,
 };
 

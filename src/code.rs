@@ -67,6 +67,10 @@ pub enum tern_code {
     TimeoutRead = 501,
     /// The total time-out expired.
     TimeoutTotal = 502,
+    /// No pong arrived within half the heartbeat interval (WebSocket).
+    TimeoutHeartbeat = 503,
+    /// The WebSocket closing handshake did not finish within the close time-out.
+    TimeoutClose = 504,
     /// The peer broke the HTTP protocol.
     Protocol = 600,
     /// The connection ended before the whole body arrived.
@@ -87,6 +91,17 @@ pub enum tern_code {
     Canceled = 700,
     /// The session or runtime is shutting down or closed.
     Shutdown = 701,
+    /// The server did not accept the WebSocket upgrade (a status other than 101, a bad
+    /// Sec-WebSocket-Accept, a subprotocol or extension that was not offered).
+    WsHandshake = 800,
+    /// The WebSocket peer broke RFC 6455; tern closed with 1002.
+    WsProtocol = 801,
+    /// A WebSocket text message or close reason was not UTF-8; tern closed with 1007.
+    WsInvalidUtf8 = 802,
+    /// A WebSocket message or frame exceeded the limit; tern closed with 1009.
+    WsMessageTooLarge = 803,
+    /// The WebSocket connection ended without a close frame (1006).
+    WsClosedAbnormally = 804,
     /// A bug in tern: an internal panic was caught at the boundary.
     Internal = 900,
 }
@@ -121,6 +136,8 @@ impl tern_code {
         Self::TimeoutConnect,
         Self::TimeoutRead,
         Self::TimeoutTotal,
+        Self::TimeoutHeartbeat,
+        Self::TimeoutClose,
         Self::Protocol,
         Self::IncompleteBody,
         Self::HeadersTooLarge,
@@ -131,6 +148,11 @@ impl tern_code {
         Self::Decoding,
         Self::Canceled,
         Self::Shutdown,
+        Self::WsHandshake,
+        Self::WsProtocol,
+        Self::WsInvalidUtf8,
+        Self::WsMessageTooLarge,
+        Self::WsClosedAbnormally,
         Self::Internal,
     ];
 
@@ -164,6 +186,8 @@ impl tern_code {
             Self::TimeoutConnect => c"TIMEOUT_CONNECT",
             Self::TimeoutRead => c"TIMEOUT_READ",
             Self::TimeoutTotal => c"TIMEOUT_TOTAL",
+            Self::TimeoutHeartbeat => c"TIMEOUT_HEARTBEAT",
+            Self::TimeoutClose => c"TIMEOUT_CLOSE",
             Self::Protocol => c"PROTOCOL",
             Self::IncompleteBody => c"INCOMPLETE_BODY",
             Self::HeadersTooLarge => c"HEADERS_TOO_LARGE",
@@ -174,6 +198,11 @@ impl tern_code {
             Self::Decoding => c"DECODING",
             Self::Canceled => c"CANCELED",
             Self::Shutdown => c"SHUTDOWN",
+            Self::WsHandshake => c"WS_HANDSHAKE",
+            Self::WsProtocol => c"WS_PROTOCOL",
+            Self::WsInvalidUtf8 => c"WS_INVALID_UTF8",
+            Self::WsMessageTooLarge => c"WS_MESSAGE_TOO_LARGE",
+            Self::WsClosedAbnormally => c"WS_CLOSED_ABNORMALLY",
             Self::Internal => c"INTERNAL",
         }
     }

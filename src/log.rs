@@ -269,15 +269,25 @@ fn install_bridges() -> Bridges {
     }
 }
 
-/// rustls logs through the `log` crate.
+/// rustls and tungstenite log through the `log` crate.
 struct LogBridge;
+
+/// tungstenite's TRACE lines show frames with their payloads (application data that
+/// may be secret): its targets stop at DEBUG.
+fn capped(m: &::log::Metadata<'_>) -> bool {
+    m.level() == ::log::Level::Trace
+        && (m.target().starts_with("tungstenite") || m.target().starts_with("tokio_tungstenite"))
+}
 
 impl ::log::Log for LogBridge {
     fn enabled(&self, m: &::log::Metadata<'_>) -> bool {
-        enabled(Level::from_log(m.level()))
+        !capped(m) && enabled(Level::from_log(m.level()))
     }
 
     fn log(&self, r: &::log::Record<'_>) {
+        if capped(r.metadata()) {
+            return;
+        }
         dispatch(Level::from_log(r.level()), r.target(), || {
             fmt::format(*r.args())
         });

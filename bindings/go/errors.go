@@ -10,7 +10,7 @@ import (
 
 // Code is one of tern's outcome codes (tern_code): 0 is success, 1-99 caller errors,
 // 100s DNS, 200s connect, 300s TLS, 400s proxy, 500s time-outs, 600s protocol, 700s
-// lifecycle, 900s internal. An HTTP 404 or 500 is not an error.
+// lifecycle, 800s WebSocket, 900s internal. An HTTP 404 or 500 is not an error.
 type Code uint32
 
 // The codes of tern.h, by the same names.
@@ -42,6 +42,8 @@ const (
 	CodeTimeoutConnect            Code = C.TERN_CODE_TIMEOUT_CONNECT
 	CodeTimeoutRead               Code = C.TERN_CODE_TIMEOUT_READ
 	CodeTimeoutTotal              Code = C.TERN_CODE_TIMEOUT_TOTAL
+	CodeTimeoutHeartbeat          Code = C.TERN_CODE_TIMEOUT_HEARTBEAT
+	CodeTimeoutClose              Code = C.TERN_CODE_TIMEOUT_CLOSE
 	CodeProtocol                  Code = C.TERN_CODE_PROTOCOL
 	CodeIncompleteBody            Code = C.TERN_CODE_INCOMPLETE_BODY
 	CodeHeadersTooLarge           Code = C.TERN_CODE_HEADERS_TOO_LARGE
@@ -52,6 +54,11 @@ const (
 	CodeDecoding                  Code = C.TERN_CODE_DECODING
 	CodeCanceled                  Code = C.TERN_CODE_CANCELED
 	CodeShutdown                  Code = C.TERN_CODE_SHUTDOWN
+	CodeWSHandshake               Code = C.TERN_CODE_WS_HANDSHAKE
+	CodeWSProtocol                Code = C.TERN_CODE_WS_PROTOCOL
+	CodeWSInvalidUTF8             Code = C.TERN_CODE_WS_INVALID_UTF8
+	CodeWSMessageTooLarge         Code = C.TERN_CODE_WS_MESSAGE_TOO_LARGE
+	CodeWSClosedAbnormally        Code = C.TERN_CODE_WS_CLOSED_ABNORMALLY
 	CodeInternal                  Code = C.TERN_CODE_INTERNAL
 )
 
@@ -137,6 +144,8 @@ var (
 	ErrTimeoutConnect            = &Error{Code: CodeTimeoutConnect}
 	ErrTimeoutRead               = &Error{Code: CodeTimeoutRead}
 	ErrTimeoutTotal              = &Error{Code: CodeTimeoutTotal}
+	ErrTimeoutHeartbeat          = &Error{Code: CodeTimeoutHeartbeat}
+	ErrTimeoutClose              = &Error{Code: CodeTimeoutClose}
 	ErrProtocol                  = &Error{Code: CodeProtocol}
 	ErrIncompleteBody            = &Error{Code: CodeIncompleteBody}
 	ErrHeadersTooLarge           = &Error{Code: CodeHeadersTooLarge}
@@ -147,6 +156,11 @@ var (
 	ErrDecoding                  = &Error{Code: CodeDecoding}
 	ErrCanceled                  = &Error{Code: CodeCanceled}
 	ErrShutdown                  = &Error{Code: CodeShutdown}
+	ErrWSHandshake               = &Error{Code: CodeWSHandshake}
+	ErrWSProtocol                = &Error{Code: CodeWSProtocol}
+	ErrWSInvalidUTF8             = &Error{Code: CodeWSInvalidUTF8}
+	ErrWSMessageTooLarge         = &Error{Code: CodeWSMessageTooLarge}
+	ErrWSClosedAbnormally        = &Error{Code: CodeWSClosedAbnormally}
 	ErrInternal                  = &Error{Code: CodeInternal}
 )
 

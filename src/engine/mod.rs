@@ -12,3 +12,4 @@ pub mod redact;
 pub mod response;
 pub mod runtime;
 pub mod session;
+pub mod ws;

@@ -19,6 +19,7 @@ use crate::engine::flow::{self, Progress};
 use crate::engine::pool::{Limits, Pool};
 use crate::engine::response::Response;
 use crate::engine::runtime::{on_runtime_thread, Runtime, RuntimeShared};
+use crate::engine::ws::{self, Ctl, WebSocket, WsCallbacks, WsSpec};
 use crate::net::dns::Resolver;
 use crate::net::proxy::Rules;
 use crate::net::tls::TlsConfigs;
@@ -104,7 +105,11 @@ impl Hooks {
     }
 }
 
-fn post_serial(delivery: &Delivery, done: &Arc<Mutex<bool>>, f: impl FnOnce() + Send + 'static) {
+pub(crate) fn post_serial(
+    delivery: &Delivery,
+    done: &Arc<Mutex<bool>>,
+    f: impl FnOnce() + Send + 'static,
+) {
     // Direct: run under the lock unless the outcome is out. Queued: enqueue under the
     // lock unless the outcome is out; the queue's order does the rest.
     let g = done.lock().unwrap_or_else(|p| p.into_inner());
@@ -135,8 +140,10 @@ pub struct SessionInner {
     pub(crate) tracker: TaskTracker,
     /// The cookie jar, when the options turned it on.
     pub(crate) cookies: Option<CookieJar>,
-    rt: Arc<RuntimeShared>,
+    pub(crate) rt: Arc<RuntimeShared>,
     inflight: Mutex<HashMap<u64, Control>>,
+    /// Open WebSockets (outside the pool and its limits), until their `on_close`.
+    sockets: Mutex<HashMap<u64, WebSocket>>,
     pub(crate) delivery: Delivery,
     drained: Notify,
     state: AtomicU8,
@@ -202,6 +209,10 @@ impl SessionInner {
         self.inflight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn lock_sockets(&self) -> std::sync::MutexGuard<'_, HashMap<u64, WebSocket>> {
+        self.sockets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn finished(&self, id: u64) {
         let mut g = self.lock_inflight();
         g.remove(&id);
@@ -212,12 +223,28 @@ impl SessionInner {
         }
     }
 
-    /// Completes every in-flight request with `code` and drops all connections.
+    /// A WebSocket's outcome is decided: it leaves the session.
+    pub(crate) fn ws_finished(&self, id: u64) {
+        let mut g = self.lock_sockets();
+        g.remove(&id);
+        let empty = g.is_empty();
+        drop(g);
+        if empty {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Completes every in-flight request with `code`, ends every WebSocket with it
+    /// (without a close frame) and drops all connections.
     pub fn abort(&self, code: Code, why: &str) {
         self.state.store(CLOSED, Ordering::Release);
         let all: Vec<_> = self.lock_inflight().drain().collect();
         for (_, c) in all {
             let _ = c.cancel.send(Error::new(code, why));
+        }
+        let sockets: Vec<_> = self.lock_sockets().drain().collect();
+        for (_, w) in sockets {
+            w.control(Ctl::Abort(Error::new(code, why)));
         }
         self.drained.notify_waiters();
         self.pool.close();
@@ -227,6 +254,11 @@ impl SessionInner {
     /// Number of requests in flight.
     pub fn in_flight(&self) -> usize {
         self.lock_inflight().len()
+    }
+
+    /// Number of WebSockets whose outcome is not decided yet.
+    pub fn sockets(&self) -> usize {
+        self.lock_sockets().len()
     }
 }
 
@@ -267,6 +299,7 @@ impl Session {
             cookies,
             rt: shared.clone(),
             inflight: Mutex::new(HashMap::new()),
+            sockets: Mutex::new(HashMap::new()),
             drained: Notify::new(),
             state: AtomicU8::new(OPEN),
             next_id: AtomicU64::new(1),
@@ -431,11 +464,15 @@ impl Session {
                     s.abort(Code::Shutdown, "the runtime is shut down");
                     return;
                 }
+                let open: Vec<_> = s.lock_sockets().values().cloned().collect();
+                for w in open {
+                    w.control(Ctl::GoingAway);
+                }
                 let inner = s.clone();
                 s.rt.handle.spawn(async move {
                     loop {
                         let notified = inner.drained.notified();
-                        if inner.in_flight() == 0 {
+                        if inner.in_flight() == 0 && inner.sockets() == 0 {
                             break;
                         }
                         notified.await;
@@ -448,6 +485,40 @@ impl Session {
                 });
             }
         }
+    }
+
+    /// Opens a WebSocket; `cb.on_close` runs exactly once, never inside this call.
+    /// `before_start` sees the handle before any callback can run (the FFI writes the
+    /// caller's handle there). On refusal `cb` is dropped without being called.
+    pub fn ws_connect(
+        &self,
+        spec: WsSpec,
+        cb: Arc<dyn WsCallbacks>,
+        before_start: impl FnOnce(&WebSocket),
+    ) -> Result<WebSocket> {
+        let s = &self.inner;
+        s.rt.check_usable()?;
+        if s.state.load(Ordering::Acquire) != OPEN {
+            return Err(Error::new(Code::Shutdown, "the session is closed"));
+        }
+        let id = s.next_id.fetch_add(1, Ordering::Relaxed);
+        let (w, data_rx, ctl_rx) = WebSocket::new(id, spec.send_queue, s.rt.clone());
+        s.lock_sockets().insert(id, w.clone());
+        // A close or abort that raced this call: the socket still gets its on_close.
+        if s.state.load(Ordering::Acquire) == CLOSED {
+            w.control(Ctl::Abort(Error::new(
+                Code::Shutdown,
+                "the session was closed",
+            )));
+        } else if s.state.load(Ordering::Acquire) == CLOSING {
+            w.control(Ctl::GoingAway);
+        }
+        if let Delivery::Queued(q) = &s.delivery {
+            q.outstanding.fetch_add(1, Ordering::AcqRel);
+        }
+        before_start(&w);
+        ws::spawn(s.clone(), w.clone(), spec, cb, data_rx, ctl_rx);
+        Ok(w)
     }
 
     /// Runs one request to its end on the calling thread.

@@ -15,3 +15,4 @@ pub mod response;
 pub mod runtime;
 pub mod session;
 pub mod version;
+pub mod ws;

@@ -1,6 +1,6 @@
 //! Dialling one connection: resolve, TCP connect (Happy Eyeballs), the proxy (HTTP
-//! forward, CONNECT tunnel, SOCKS5), TLS, and the HTTP/1.1 or HTTP/2 handshake.
-//! Records the phase timings.
+//! forward, CONNECT tunnel, SOCKS5), TLS (`connect_stream`, also used by WebSockets),
+//! and the HTTP/1.1 or HTTP/2 handshake (`dial`). Records the phase timings.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,8 +9,12 @@ use std::time::{Duration, Instant};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tokio_util::task::TaskTracker;
 
@@ -172,8 +176,143 @@ fn as_proxy_error(mut e: Error, p: &Proxy) -> Error {
     e
 }
 
-/// Dials `target`: DNS, TCP, the proxy (if any), TLS (for https) and the HTTP handshake.
-pub async fn dial(ctx: DialContext<'_>, target: &Target) -> Result<Dialed> {
+/// A byte stream to the origin, before any HTTP: TCP, TLS over TCP, a CONNECT tunnel,
+/// or TLS through a tunnel. One `match` per poll instead of one hyper connection type
+/// per stream type.
+pub enum Io {
+    /// Direct, SOCKS5, or to an http:// proxy that forwards.
+    Tcp(TcpStream),
+    /// An https origin direct or through SOCKS5, or an https:// proxy that forwards.
+    Tls(Box<TlsStream<TcpStream>>),
+    /// A CONNECT tunnel to a plain origin (WebSocket ws:// only).
+    Tunnel(TokioIo<hyper::upgrade::Upgraded>),
+    /// An https origin through a CONNECT tunnel.
+    TlsTunnel(Box<TlsStream<TokioIo<hyper::upgrade::Upgraded>>>),
+}
+
+macro_rules! each_io {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Io::Tcp($s) => $e,
+            Io::Tls($s) => $e,
+            Io::Tunnel($s) => $e,
+            Io::TlsTunnel($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        each_io!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        each_io!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        each_io!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Tcp(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+            Io::Tunnel(s) => s.is_write_vectored(),
+            Io::TlsTunnel(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        each_io!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        each_io!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+/// A stream to the origin with what connecting it learned.
+pub struct Stream {
+    pub io: Io,
+    pub remote: SocketAddr,
+    pub timings: DialTimings,
+    /// TLS ALPN chose h2.
+    pub h2: bool,
+}
+
+/// How a plain (http, ws) target is reached through an HTTP(S) proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlainViaProxy {
+    /// Requests go in absolute form to the proxy.
+    Forward,
+    /// A CONNECT tunnel (WebSocket: proxies do not relay an upgrade in forward mode).
+    Tunnel,
+}
+
+/// What connecting needs from the session (no pool, no tracker, no permits).
+pub struct ConnectContext<'a> {
+    pub tls: &'a tls::TlsConfigs,
+    pub resolver: &'a Resolver,
+    pub connect_headers: &'a http::HeaderMap,
+}
+
+impl DialContext<'_> {
+    fn connect(&self) -> ConnectContext<'_> {
+        ConnectContext {
+            tls: self.tls,
+            resolver: self.resolver,
+            connect_headers: self.connect_headers,
+        }
+    }
+}
+
+/// Streams that TLS to the origin can run over.
+trait IntoIo: AsyncRead + AsyncWrite + Unpin + Send + Sized + 'static {
+    fn plain(self) -> Io;
+    fn tls(s: TlsStream<Self>) -> Io;
+}
+
+impl IntoIo for TcpStream {
+    fn plain(self) -> Io {
+        Io::Tcp(self)
+    }
+    fn tls(s: TlsStream<Self>) -> Io {
+        Io::Tls(Box::new(s))
+    }
+}
+
+impl IntoIo for TokioIo<hyper::upgrade::Upgraded> {
+    fn plain(self) -> Io {
+        Io::Tunnel(self)
+    }
+    fn tls(s: TlsStream<Self>) -> Io {
+        Io::TlsTunnel(Box::new(s))
+    }
+}
+
+/// Connects to `target`: DNS, Happy Eyeballs TCP (TCP_NODELAY), the proxy (CONNECT,
+/// SOCKS5, TLS to an https:// proxy) and TLS to an https origin with the configuration
+/// of `target.version` (its ALPN, client certificate and verifier).
+pub async fn connect_stream(
+    ctx: &ConnectContext<'_>,
+    target: &Target,
+    plain: PlainViaProxy,
+) -> Result<Stream> {
     let mut t = DialTimings::default();
     let (hop_host, hop_port) = match &target.proxy {
         Some(p) => (p.host.as_str(), p.port),
@@ -194,17 +333,18 @@ pub async fn dial(ctx: DialContext<'_>, target: &Target) -> Result<Dialed> {
     };
     t.connect = start.elapsed();
     let _ = tcp.set_nodelay(true);
+    let tunnel = target.https || plain == PlainViaProxy::Tunnel;
 
-    let sender = match target.proxy.clone() {
-        None => finish(&ctx, target, tcp, &mut t).await?,
+    let (io, h2) = match target.proxy.clone() {
+        None => origin_tls(ctx, target, tcp, &mut t).await?,
         Some(p) => match p.kind {
-            Kind::Http if target.https => {
+            Kind::Http if tunnel => {
                 let io =
                     proxy::connect_tunnel(tcp, &target.host, target.port, &p, ctx.connect_headers)
                         .await?;
-                finish(&ctx, target, io, &mut t).await?
+                origin_tls(ctx, target, io, &mut t).await?
             }
-            Kind::Http => handshake(&ctx, tcp, false).await?,
+            Kind::Http => (Io::Tcp(tcp), false),
             Kind::Https => {
                 let start = Instant::now();
                 let s = TlsConnector::from(ctx.tls.proxy.clone())
@@ -217,7 +357,7 @@ pub async fn dial(ctx: DialContext<'_>, target: &Target) -> Result<Dialed> {
                     })?;
                 t.tls = start.elapsed();
                 log_tls("the proxy", &p.host, s.get_ref().1);
-                if target.https {
+                if tunnel {
                     let io = proxy::connect_tunnel(
                         s,
                         &target.host,
@@ -226,9 +366,9 @@ pub async fn dial(ctx: DialContext<'_>, target: &Target) -> Result<Dialed> {
                         ctx.connect_headers,
                     )
                     .await?;
-                    finish(&ctx, target, io, &mut t).await?
+                    origin_tls(ctx, target, io, &mut t).await?
                 } else {
-                    handshake(&ctx, s, false).await?
+                    (Io::Tls(Box::new(s)), false)
                 }
             }
             Kind::Socks5 | Kind::Socks5h => {
@@ -244,29 +384,48 @@ pub async fn dial(ctx: DialContext<'_>, target: &Target) -> Result<Dialed> {
                         .to_owned()
                 };
                 let io = proxy::socks5(tcp, &host, target.port, &p).await?;
-                finish(&ctx, target, io, &mut t).await?
+                origin_tls(ctx, target, io, &mut t).await?
             }
         },
     };
-    Ok(Dialed {
-        sender,
+    Ok(Stream {
+        io,
         remote,
         timings: t,
+        h2,
     })
 }
 
-/// TLS to the origin when it is https, then the HTTP handshake.
-async fn finish<I>(
-    ctx: &DialContext<'_>,
+/// Dials `target`: the stream (DNS, TCP, proxy, TLS), then the HTTP handshake.
+pub async fn dial(ctx: DialContext<'_>, target: &Target) -> Result<Dialed> {
+    let st = connect_stream(&ctx.connect(), target, PlainViaProxy::Forward).await?;
+    let prior = target.version == VersionPref::Http2PriorKnowledge;
+    if target.https && prior && !st.h2 {
+        return Err(Error::new(
+            Code::Protocol,
+            "HTTP/2 was required but the server did not agree to it in ALPN",
+        ));
+    }
+    // h2c prior knowledge applies to a plain origin reached directly, through SOCKS or
+    // a tunnel; a forwarding proxy speaks HTTP/1.1 (its target says so).
+    let h2 = st.h2 || (!target.https && prior);
+    let sender = handshake(&ctx, st.io, h2).await?;
+    Ok(Dialed {
+        sender,
+        remote: st.remote,
+        timings: st.timings,
+    })
+}
+
+/// TLS to the origin when it is https; the plain stream otherwise.
+async fn origin_tls<I: IntoIo>(
+    ctx: &ConnectContext<'_>,
     target: &Target,
     io: I,
     t: &mut DialTimings,
-) -> Result<Sender>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) -> Result<(Io, bool)> {
     if !target.https {
-        return handshake(ctx, io, target.version == VersionPref::Http2PriorKnowledge).await;
+        return Ok((io.plain(), false));
     }
     let start = Instant::now();
     let cfg = ctx.tls.for_version(target.version);
@@ -277,13 +436,7 @@ where
     t.tls += start.elapsed();
     log_tls("the server", &target.host, s.get_ref().1);
     let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
-    if target.version == VersionPref::Http2PriorKnowledge && !h2 {
-        return Err(Error::new(
-            Code::Protocol,
-            "HTTP/2 was required but the server did not agree to it in ALPN",
-        ));
-    }
-    handshake(ctx, s, h2).await
+    Ok((I::tls(s), h2))
 }
 
 fn log_tls(peer: &str, host: &str, c: &rustls::ClientConnection) {
@@ -296,10 +449,7 @@ fn log_tls(peer: &str, host: &str, c: &rustls::ClientConnection) {
     );
 }
 
-async fn handshake<I>(ctx: &DialContext<'_>, io: I, h2: bool) -> Result<Sender>
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+async fn handshake(ctx: &DialContext<'_>, io: Io, h2: bool) -> Result<Sender> {
     let io = TokioIo::new(io);
     let permits = ctx.permits.clone();
     if h2 {

@@ -623,3 +623,572 @@ pub fn respond(
 
 /// A shared log of strings for in-process servers.
 pub type Log = Arc<Mutex<Vec<String>>>;
+
+// ---------------------------------------------------------------------------------
+// WebSockets: options, an event recorder behind the callbacks, and the caller's handle.
+// ---------------------------------------------------------------------------------
+
+use std::sync::Condvar;
+use std::time::Instant;
+
+use tern::ffi::ws::*;
+
+/// A URL on the WebSocket echo server (`TERN_TEST_WS`, `TERN_TEST_WSS`,
+/// `TERN_TEST_WSS_MTLS` from scripts/testenv.sh).
+pub fn ws_url(path: &str) -> String {
+    format!("{}{path}", env("TERN_TEST_WS"))
+}
+
+pub fn wss_url(path: &str) -> String {
+    format!("{}{path}", env("TERN_TEST_WSS"))
+}
+
+pub fn wss_mtls_url(path: &str) -> String {
+    format!("{}{path}", env("TERN_TEST_WSS_MTLS"))
+}
+
+/// Sets one option on a session's options and asserts it was taken.
+pub fn opt(o: &Opts, f: impl FnOnce(*mut tern_session_options, *mut *mut tern_error) -> tern_code) {
+    let mut e = null_mut();
+    let code = f(o.0, &mut e);
+    assert_eq!(code, tern_code::Ok, "{}", take_err(e));
+}
+
+pub struct WsOpts(pub *mut tern_ws_options);
+
+impl WsOpts {
+    pub fn new() -> WsOpts {
+        let mut o = null_mut();
+        assert_eq!(
+            unsafe { tern_ws_options_new(&mut o, null_mut()) },
+            tern_code::Ok
+        );
+        WsOpts(o)
+    }
+    fn ok(self, f: impl FnOnce(*mut tern_ws_options, *mut *mut tern_error) -> tern_code) -> Self {
+        let mut e = null_mut();
+        let code = f(self.0, &mut e);
+        assert_eq!(code, tern_code::Ok, "{}", take_err(e));
+        self
+    }
+    pub fn header(self, n: &str, v: &str) -> Self {
+        let (n, v) = (c(n), c(v));
+        self.ok(|o, e| unsafe { tern_ws_options_add_header(o, n.as_ptr(), v.as_ptr(), e) })
+    }
+    pub fn subprotocol(self, p: &str) -> Self {
+        let p = c(p);
+        self.ok(|o, e| unsafe { tern_ws_options_add_subprotocol(o, p.as_ptr(), e) })
+    }
+    pub fn origin(self, v: &str) -> Self {
+        let v = c(v);
+        self.ok(|o, e| unsafe { tern_ws_options_set_origin(o, v.as_ptr(), e) })
+    }
+    pub fn proxy(self, v: &str) -> Self {
+        let v = c(v);
+        self.ok(|o, e| unsafe { tern_ws_options_set_proxy(o, v.as_ptr(), e) })
+    }
+    pub fn timeout(self, kind: u32, ms: u64) -> Self {
+        self.ok(|o, e| unsafe { tern_ws_options_set_timeout_ms(o, kind, ms, e) })
+    }
+    pub fn heartbeat(self, ms: u64) -> Self {
+        self.ok(|o, e| unsafe { tern_ws_options_set_heartbeat_ms(o, ms, e) })
+    }
+    pub fn max_message(self, n: u64) -> Self {
+        self.ok(|o, e| unsafe { tern_ws_options_set_max_message_size(o, n, e) })
+    }
+    pub fn max_frame(self, n: u64) -> Self {
+        self.ok(|o, e| unsafe { tern_ws_options_set_max_frame_size(o, n, e) })
+    }
+    pub fn send_queue(self, n: u64) -> Self {
+        self.ok(|o, e| unsafe { tern_ws_options_set_send_queue_size(o, n, e) })
+    }
+}
+
+impl Drop for WsOpts {
+    fn drop(&mut self) {
+        unsafe { tern_ws_options_free(self.0) };
+    }
+}
+
+/// What `on_close` reported, copied out during the call.
+#[derive(Clone, Debug)]
+pub struct CloseEv {
+    pub code: tern_code,
+    pub message: String,
+    pub close_code: u16,
+    pub reason: String,
+    pub clean: bool,
+    pub opened: bool,
+    /// 0 when no response head arrived.
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub thread: std::thread::ThreadId,
+}
+
+#[derive(Clone, Debug)]
+pub enum WsEvent {
+    Open {
+        status: u16,
+        headers: Vec<(String, String)>,
+        remote: String,
+        subprotocol: Option<String>,
+    },
+    Message {
+        kind: u32,
+        data: Vec<u8>,
+    },
+    Writable,
+    Close(CloseEv),
+    Release,
+}
+
+/// A borrowed socket handed to a hook (valid during the callback only).
+#[derive(Clone, Copy)]
+pub struct WsRef(pub *const tern_ws);
+
+impl WsRef {
+    pub fn send_text(&self, s: &str) -> tern_code {
+        unsafe { tern_ws_send_text(self.0, s.as_ptr().cast(), s.len(), null_mut()) }
+    }
+    pub fn send_binary(&self, b: &[u8]) -> tern_code {
+        unsafe { tern_ws_send_binary(self.0, b.as_ptr(), b.len(), null_mut()) }
+    }
+    pub fn close(&self, code: u32, reason: &str) -> tern_code {
+        let r = c(reason);
+        unsafe { tern_ws_close(self.0, code, r.as_ptr(), null_mut()) }
+    }
+    pub fn state(&self) -> u32 {
+        unsafe { tern_ws_state(self.0) }
+    }
+}
+
+pub type WsHook = Box<dyn Fn(WsRef, &WsEvent) + Send + Sync>;
+
+/// Records every callback of one socket, checking their order as they come: at most
+/// one on_open and only before on_close, nothing after on_close, release once after
+/// on_close. `hook` runs inside each callback (after it was recorded).
+pub struct WsRec {
+    pub events: Mutex<Vec<WsEvent>>,
+    pub cv: Condvar,
+    pub violations: Mutex<Vec<String>>,
+    pub hook: Option<WsHook>,
+    pub threads: Mutex<Vec<std::thread::ThreadId>>,
+}
+
+impl WsRec {
+    pub fn new(hook: Option<WsHook>) -> Arc<WsRec> {
+        Arc::new(WsRec {
+            events: Mutex::new(Vec::new()),
+            cv: Condvar::new(),
+            violations: Mutex::new(Vec::new()),
+            hook,
+            threads: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn push(&self, ws: *const tern_ws, ev: WsEvent) {
+        let mut g = self.events.lock().unwrap();
+        let closed = g.iter().any(|e| matches!(e, WsEvent::Close(_)));
+        let released = g.iter().any(|e| matches!(e, WsEvent::Release));
+        let opened = g.iter().any(|e| matches!(e, WsEvent::Open { .. }));
+        let bad = match &ev {
+            WsEvent::Release if !closed => Some("release before on_close"),
+            WsEvent::Release if released => Some("release twice"),
+            WsEvent::Open { .. } if opened => Some("on_open twice"),
+            _ if released => Some("a callback after release"),
+            WsEvent::Release => None,
+            _ if closed => Some("a callback after on_close"),
+            _ => None,
+        };
+        if let Some(b) = bad {
+            self.violations.lock().unwrap().push(format!("{b}: {ev:?}"));
+        }
+        self.threads
+            .lock()
+            .unwrap()
+            .push(std::thread::current().id());
+        g.push(ev.clone());
+        drop(g);
+        self.cv.notify_all();
+        if let (Some(h), false) = (&self.hook, ws.is_null()) {
+            h(WsRef(ws), &ev);
+        }
+    }
+
+    pub fn events(&self) -> Vec<WsEvent> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Waits until `f` finds something in the events, at most `limit`.
+    pub fn wait<T>(
+        &self,
+        limit: Duration,
+        mut f: impl FnMut(&[WsEvent]) -> Option<T>,
+    ) -> Option<T> {
+        let end = Instant::now() + limit;
+        let mut g = self.events.lock().unwrap();
+        loop {
+            if let Some(t) = f(&g) {
+                return Some(t);
+            }
+            let now = Instant::now();
+            if now >= end {
+                return None;
+            }
+            g = self.cv.wait_timeout(g, end - now).unwrap().0;
+        }
+    }
+
+    pub fn wait_close(&self, limit: Duration) -> CloseEv {
+        self.wait(limit, |e| {
+            e.iter().find_map(|e| match e {
+                WsEvent::Close(c) => Some(c.clone()),
+                _ => None,
+            })
+        })
+        .unwrap_or_else(|| panic!("no on_close within {limit:?}; events: {:?}", self.brief()))
+    }
+
+    pub fn wait_release(&self, limit: Duration) {
+        self.wait(limit, |e| {
+            e.iter()
+                .any(|e| matches!(e, WsEvent::Release))
+                .then_some(())
+        })
+        .unwrap_or_else(|| panic!("no release within {limit:?}; events: {:?}", self.brief()));
+        let v = self.violations.lock().unwrap();
+        assert!(v.is_empty(), "callback order violated: {v:?}");
+    }
+
+    pub fn wait_open(&self, limit: Duration) -> WsEvent {
+        self.wait(limit, |e| {
+            e.iter().find_map(|e| match e {
+                WsEvent::Open { .. } => Some(e.clone()),
+                WsEvent::Close(c) => panic!("closed instead of opening: {c:?}"),
+                _ => None,
+            })
+        })
+        .unwrap_or_else(|| panic!("no on_open within {limit:?}"))
+    }
+
+    /// The first `n` messages, waiting at most `limit` for them.
+    pub fn wait_messages(&self, n: usize, limit: Duration) -> Vec<(u32, Vec<u8>)> {
+        self.wait(limit, |e| {
+            let m = messages(e);
+            (m.len() >= n).then(|| m[..n].to_vec())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "fewer than {n} messages within {limit:?}; events: {:?}",
+                self.brief()
+            )
+        })
+    }
+
+    pub fn messages(&self) -> Vec<(u32, Vec<u8>)> {
+        messages(&self.events.lock().unwrap())
+    }
+
+    /// The events with long messages shortened, for failure messages.
+    pub fn brief(&self) -> Vec<String> {
+        self.events()
+            .iter()
+            .map(|e| match e {
+                WsEvent::Message { kind, data } if data.len() > 64 => {
+                    format!("Message {{ kind: {kind}, {} bytes }}", data.len())
+                }
+                e => format!("{e:?}"),
+            })
+            .collect()
+    }
+}
+
+fn messages(e: &[WsEvent]) -> Vec<(u32, Vec<u8>)> {
+    e.iter()
+        .filter_map(|e| match e {
+            WsEvent::Message { kind, data } => Some((*kind, data.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+unsafe fn rec<'a>(ud: *mut c_void) -> &'a WsRec {
+    &*(ud as *const WsRec)
+}
+
+unsafe fn resp_headers(r: *const tern_response) -> Vec<(String, String)> {
+    let n = tern_response_header_count(r);
+    (0..n)
+        .map(|i| {
+            let (mut np, mut nl, mut vp, mut vl) = (null(), 0, null(), 0);
+            assert_eq!(
+                tern_response_header_at(r, i, &mut np, &mut nl, &mut vp, &mut vl),
+                tern_code::Ok
+            );
+            (
+                String::from_utf8_lossy(std::slice::from_raw_parts(np.cast(), nl)).into_owned(),
+                String::from_utf8_lossy(std::slice::from_raw_parts(vp, vl)).into_owned(),
+            )
+        })
+        .collect()
+}
+
+unsafe extern "C" fn ws_on_open(ud: *mut c_void, ws: *const tern_ws, head: *const tern_response) {
+    let sp = tern_ws_subprotocol(ws);
+    let ev = WsEvent::Open {
+        status: tern_response_status(head),
+        headers: resp_headers(head),
+        remote: CStr::from_ptr(tern_response_remote_addr(head))
+            .to_string_lossy()
+            .into_owned(),
+        subprotocol: (!sp.is_null()).then(|| CStr::from_ptr(sp).to_string_lossy().into_owned()),
+    };
+    rec(ud).push(ws, ev);
+}
+
+unsafe extern "C" fn ws_on_message(
+    ud: *mut c_void,
+    ws: *const tern_ws,
+    kind: u32,
+    data: *const u8,
+    len: usize,
+) {
+    let data = if len == 0 {
+        Vec::new()
+    } else {
+        std::slice::from_raw_parts(data, len).to_vec()
+    };
+    rec(ud).push(ws, WsEvent::Message { kind, data });
+}
+
+unsafe extern "C" fn ws_on_writable(ud: *mut c_void, ws: *const tern_ws) {
+    rec(ud).push(ws, WsEvent::Writable);
+}
+
+unsafe extern "C" fn ws_on_close(
+    ud: *mut c_void,
+    ws: *const tern_ws,
+    info: *const tern_ws_close_info,
+) {
+    let i = &*info;
+    let (status, body) = if i.response.is_null() {
+        (0, Vec::new())
+    } else {
+        let mut p = null();
+        let mut n = 0;
+        tern_response_body(i.response, &mut p, &mut n);
+        let body = if n == 0 {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts(p, n).to_vec()
+        };
+        (tern_response_status(i.response), body)
+    };
+    let reason = if i.reason_len == 0 {
+        String::new()
+    } else {
+        String::from_utf8_lossy(std::slice::from_raw_parts(i.reason.cast(), i.reason_len))
+            .into_owned()
+    };
+    let ev = WsEvent::Close(CloseEv {
+        code: i.code,
+        message: CStr::from_ptr(i.message).to_string_lossy().into_owned(),
+        close_code: i.close_code,
+        reason,
+        clean: i.clean == 1,
+        opened: i.opened == 1,
+        status,
+        body,
+        thread: std::thread::current().id(),
+    });
+    let r = rec(ud);
+    if tern_ws_state(ws) != 3 {
+        r.violations
+            .lock()
+            .unwrap()
+            .push("the state is not CLOSED during on_close".into());
+    }
+    r.push(ws, ev);
+}
+
+unsafe extern "C" fn ws_release(ud: *mut c_void) {
+    let r = Arc::from_raw(ud as *const WsRec);
+    r.push(null(), WsEvent::Release);
+}
+
+pub fn ws_callbacks() -> tern_ws_callbacks {
+    tern_ws_callbacks {
+        struct_size: std::mem::size_of::<tern_ws_callbacks>(),
+        on_close: Some(ws_on_close),
+        on_open: Some(ws_on_open),
+        on_message: Some(ws_on_message),
+        on_writable: Some(ws_on_writable),
+        release: Some(ws_release),
+    }
+}
+
+/// The caller's handle on a socket; dropping it frees it (`tern_ws_free`).
+pub struct WsHandle(pub *mut tern_ws);
+unsafe impl Send for WsHandle {}
+unsafe impl Sync for WsHandle {}
+
+impl WsHandle {
+    pub fn r(&self) -> WsRef {
+        WsRef(self.0)
+    }
+    pub fn send_text(&self, s: &str) -> tern_code {
+        self.r().send_text(s)
+    }
+    pub fn send_binary(&self, b: &[u8]) -> tern_code {
+        self.r().send_binary(b)
+    }
+    pub fn ping(&self, b: &[u8]) -> tern_code {
+        unsafe { tern_ws_send_ping(self.0, b.as_ptr(), b.len(), null_mut()) }
+    }
+    pub fn close(&self, code: u32, reason: &str) -> tern_code {
+        self.r().close(code, reason)
+    }
+    pub fn abort(&self) -> tern_code {
+        unsafe { tern_ws_abort(self.0) }
+    }
+    pub fn buffered(&self) -> u64 {
+        unsafe { tern_ws_buffered_amount(self.0) }
+    }
+    pub fn state(&self) -> u32 {
+        unsafe { tern_ws_state(self.0) }
+    }
+    pub fn subprotocol(&self) -> Option<String> {
+        let p = unsafe { tern_ws_subprotocol(self.0) };
+        (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    }
+    pub fn id(&self) -> u64 {
+        unsafe { tern_ws_id(self.0) }
+    }
+    /// Frees now.
+    pub fn free(mut self) {
+        unsafe { tern_ws_free(self.0) };
+        self.0 = null_mut();
+    }
+}
+
+impl Drop for WsHandle {
+    fn drop(&mut self) {
+        unsafe { tern_ws_free(self.0) };
+    }
+}
+
+impl Sess {
+    /// Opens a socket with recording callbacks; a refusal gives its code and message.
+    pub fn ws_connect_with(
+        &self,
+        url: &str,
+        o: Option<&WsOpts>,
+        hook: Option<WsHook>,
+    ) -> Result<(WsHandle, Arc<WsRec>), (tern_code, String)> {
+        let r = WsRec::new(hook);
+        let ud = Arc::into_raw(r.clone()) as *mut c_void;
+        let cb = ws_callbacks();
+        let u = c(url);
+        let mut ws = null_mut();
+        let mut e = null_mut();
+        let code = unsafe {
+            tern_session_ws_connect(
+                self.0,
+                u.as_ptr(),
+                o.map_or(null(), |o| o.0),
+                &cb,
+                ud,
+                &mut ws,
+                &mut e,
+            )
+        };
+        if code != tern_code::Ok {
+            // Refused: no callback ran and we still own user_data.
+            drop(unsafe { Arc::from_raw(ud as *const WsRec) });
+            return Err((code, take_err(e)));
+        }
+        Ok((WsHandle(ws), r))
+    }
+
+    pub fn ws_connect(&self, url: &str, o: &WsOpts) -> (WsHandle, Arc<WsRec>) {
+        self.ws_connect_with(url, Some(o), None)
+            .unwrap_or_else(|(c, m)| panic!("connect refused: {c:?} {m}"))
+    }
+}
+
+/// Frames as a server writes them (unmasked).
+pub fn ws_frame(fin: bool, rsv1: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![(u8::from(fin) << 7) | (u8::from(rsv1) << 6) | opcode];
+    let n = payload.len();
+    if n < 126 {
+        f.push(n as u8);
+    } else if n < 65536 {
+        f.push(126);
+        f.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        f.push(127);
+        f.extend_from_slice(&(n as u64).to_be_bytes());
+    }
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Answers a WebSocket upgrade on a raw connection (101 with the right accept key);
+/// returns the request's headers (names in lower case).
+pub fn ws_accept(s: &mut TcpStream) -> Option<HashMap<String, String>> {
+    ws_accept_with(s, "")
+}
+
+/// As `ws_accept`, with extra header lines (each ending in CRLF) in the 101.
+pub fn ws_accept_with(s: &mut TcpStream, extra: &str) -> Option<HashMap<String, String>> {
+    let (_, h, _) = read_request(s)?;
+    let key = h.get("sec-websocket-key")?;
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    write!(
+        s,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extra}\r\n"
+    )
+    .ok()?;
+    Some(h)
+}
+
+/// Reads one frame the client sent (masked): (opcode, unmasked payload).
+pub fn read_client_frame(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).ok()?;
+    let opcode = h[0] & 0x0f;
+    let mut n = u64::from(h[1] & 0x7f);
+    if n == 126 {
+        let mut b = [0u8; 2];
+        s.read_exact(&mut b).ok()?;
+        n = u64::from(u16::from_be_bytes(b));
+    } else if n == 127 {
+        let mut b = [0u8; 8];
+        s.read_exact(&mut b).ok()?;
+        n = u64::from_be_bytes(b);
+    }
+    let mut mask = [0u8; 4];
+    if h[1] & 0x80 != 0 {
+        s.read_exact(&mut mask).ok()?;
+    }
+    let mut p = vec![0u8; n as usize];
+    s.read_exact(&mut p).ok()?;
+    for (i, b) in p.iter_mut().enumerate() {
+        *b ^= mask[i % 4];
+    }
+    Some((opcode, p))
+}
+
+/// Reads client frames until a close frame; returns its code (None: EOF first).
+pub fn read_client_close(s: &mut TcpStream) -> Option<u16> {
+    loop {
+        let (op, p) = read_client_frame(s)?;
+        if op == 8 {
+            return Some(if p.len() >= 2 {
+                u16::from_be_bytes([p[0], p[1]])
+            } else {
+                1005
+            });
+        }
+    }
+}

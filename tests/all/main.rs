@@ -13,3 +13,4 @@ mod logging;
 mod options;
 mod proxy;
 mod static_checks;
+mod ws;

@@ -1,0 +1,403 @@
+//! The opening handshake: tern's connector (DNS, proxy by CONNECT or SOCKS5, TLS with
+//! ALPN http/1.1 only), then an HTTP/1.1 upgrade request through hyper's client, the
+//! checks of RFC 6455 section 4.1, and frames on the upgraded stream.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::code::{Code, Error, Result};
+use crate::engine::body;
+use crate::engine::config::VersionPref;
+use crate::engine::redact;
+use crate::engine::response::Response;
+use crate::engine::session::SessionInner;
+use crate::engine::ws::{http_url, WsSpec};
+use crate::log;
+use crate::net::connect::{self, ConnectContext, PlainViaProxy, Target};
+
+/// The frames' stream: hyper's upgraded connection.
+pub type WsStream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// An open socket: its stream, the 101 head, and the chosen subprotocol.
+pub struct Opened {
+    pub stream: WsStream,
+    pub head: Response,
+    pub subprotocol: Option<String>,
+}
+
+/// A failed open: why, and the response head when one arrived.
+pub type OpenError = (Error, Option<Response>);
+
+const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Headers tern sets for the upgrade; the caller's and the session's are dropped.
+const MANAGED: [HeaderName; 10] = [
+    header::HOST,
+    header::CONNECTION,
+    header::UPGRADE,
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+    header::SEC_WEBSOCKET_PROTOCOL,
+    header::SEC_WEBSOCKET_EXTENSIONS,
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::EXPECT,
+];
+
+/// Whether the caller may not set header `name` on a WebSocket (tern manages it).
+pub fn is_managed(name: &HeaderName) -> bool {
+    MANAGED.contains(name)
+}
+
+fn accept_key(key: &str) -> String {
+    let d = ring::digest::digest(
+        &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        format!("{key}{GUID}").as_bytes(),
+    );
+    base64::engine::general_purpose::STANDARD.encode(d.as_ref())
+}
+
+fn new_key() -> Result<String> {
+    use ring::rand::SecureRandom;
+    let mut k = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut k)
+        .map_err(|_| Error::new(Code::Internal, "no random bytes for Sec-WebSocket-Key"))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(k))
+}
+
+fn has_token(h: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    h.get_all(name).iter().any(|v| {
+        v.to_str()
+            .unwrap_or("")
+            .split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    })
+}
+
+fn handshake_error(msg: impl Into<String>, head: Response) -> OpenError {
+    (Error::new(Code::WsHandshake, msg), Some(head))
+}
+
+async fn with_timeout<T>(
+    d: Option<Duration>,
+    code: Code,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    match d {
+        Some(d) => tokio::time::timeout(d, fut).await.unwrap_or_else(|_| {
+            Err(Error::new(
+                code,
+                format!("{what} took longer than {} ms", d.as_millis()),
+            ))
+        }),
+        None => fut.await,
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// The upgrade request's headers: the session's defaults and the caller's (managed
+/// names removed), then tern's.
+fn request_headers(
+    s: &SessionInner,
+    spec: &WsSpec,
+    key: &str,
+    http: &url::Url,
+) -> Result<HeaderMap> {
+    let mut h = s.cfg.default_headers.clone();
+    for name in spec.headers.keys() {
+        h.remove(name);
+    }
+    for (n, v) in &spec.headers {
+        h.append(n.clone(), v.clone());
+    }
+    for n in MANAGED.iter().chain([&header::ACCEPT_ENCODING]) {
+        h.remove(n);
+    }
+    let url = &spec.url;
+    let host = url.host_str().unwrap_or_default();
+    let host = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
+    };
+    h.insert(
+        header::HOST,
+        HeaderValue::from_str(&host)
+            .map_err(|_| Error::new(Code::InvalidUrl, "host cannot be sent in a Host header"))?,
+    );
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(
+        header::SEC_WEBSOCKET_VERSION,
+        HeaderValue::from_static("13"),
+    );
+    h.insert(
+        header::SEC_WEBSOCKET_KEY,
+        HeaderValue::from_str(key).map_err(|_| Error::new(Code::Internal, "bad key"))?,
+    );
+    if !spec.subprotocols.is_empty() {
+        let v = HeaderValue::from_str(&spec.subprotocols.join(", "))
+            .map_err(|_| Error::new(Code::InvalidArgument, "bad subprotocol"))?;
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
+    }
+    if let Some(o) = &spec.origin {
+        h.insert(header::ORIGIN, o.clone());
+    }
+    if !url.username().is_empty() && !h.contains_key(header::AUTHORIZATION) {
+        let user = percent_decode(url.username());
+        let pass = percent_decode(url.password().unwrap_or(""));
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        if let Ok(mut v) = HeaderValue::from_str(&format!("Basic {token}")) {
+            v.set_sensitive(true);
+            h.insert(header::AUTHORIZATION, v);
+        }
+    }
+    if !h.contains_key(header::COOKIE) {
+        if let Some(v) = s.cookies.as_ref().and_then(|j| j.header(http)) {
+            h.insert(header::COOKIE, v);
+        }
+    }
+    Ok(h)
+}
+
+/// Opens the socket: connect, upgrade, check the answer.
+pub async fn open(
+    s: &SessionInner,
+    spec: &WsSpec,
+    id: u64,
+) -> std::result::Result<Opened, OpenError> {
+    let start = Instant::now();
+    let http = http_url(&spec.url);
+    let url = &spec.url;
+    let mut head = Response {
+        id,
+        body: vec![0],
+        effective_url: redact::url(url),
+        ..Default::default()
+    };
+    let wss = url.scheme() == "wss";
+    if wss {
+        head.warning.clone_from(&s.tls.danger_note);
+    }
+    log::debug!("WebSocket opening id={id} url={}", head.effective_url);
+    let target = Target {
+        https: wss,
+        host: url.host_str().unwrap_or_default().to_owned(),
+        port: url.port_or_known_default().unwrap_or(80),
+        // ALPN http/1.1 only: the upgrade does not exist in HTTP/2 here.
+        version: VersionPref::Http1,
+        proxy: s
+            .proxies
+            .choose(&http, spec.proxy.as_ref())
+            .map_err(|e| (e, None))?,
+    };
+    let ctx = ConnectContext {
+        tls: &s.tls,
+        resolver: &s.resolver,
+        connect_headers: &s.proxies.connect_headers,
+    };
+    let connect_timeout = spec.connect_timeout.unwrap_or(s.cfg.timeouts.connect);
+    let st = with_timeout(
+        connect_timeout,
+        Code::TimeoutConnect,
+        "connecting",
+        Box::pin(connect::connect_stream(
+            &ctx,
+            &target,
+            PlainViaProxy::Tunnel,
+        )),
+    )
+    .await
+    .map_err(|e| (e, None))?;
+    head.remote = Some(st.remote);
+    head.timings.dns = st.timings.dns;
+    head.timings.connect = st.timings.connect;
+    head.timings.tls = st.timings.tls;
+
+    let key = new_key().map_err(|e| (e, None))?;
+    let headers = request_headers(s, spec, &key, &http).map_err(|e| (e, None))?;
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .title_case_headers(true)
+        .max_buf_size(s.cfg.max_header_size.max(8192))
+        .handshake::<_, Empty<Bytes>>(TokioIo::new(st.io))
+        .await
+        .map_err(|e| (body::hyper_error(&e, "WebSocket handshake"), None))?;
+    let driver = tokio::spawn(conn.with_upgrades());
+    let pq = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let mut req = http::Request::new(Empty::<Bytes>::new());
+    *req.method_mut() = Method::GET;
+    *req.uri_mut() = pq.parse().map_err(|e| {
+        driver.abort();
+        (
+            Error::new(Code::InvalidUrl, format!("URL cannot be sent: {e}")),
+            None,
+        )
+    })?;
+    *req.headers_mut() = headers;
+    let sent = Instant::now();
+    let resp = with_timeout(
+        spec.handshake_timeout,
+        Code::TimeoutRead,
+        "waiting for the upgrade response",
+        async {
+            sender
+                .send_request(req)
+                .await
+                .map_err(|e| body::hyper_error(&e, "WebSocket handshake"))
+        },
+    )
+    .await
+    .map_err(|e| {
+        driver.abort();
+        (e, None)
+    })?;
+    head.timings.ttfb = sent.elapsed();
+    if let Some(jar) = &s.cookies {
+        jar.store_response(&http, resp.headers());
+    }
+    let status = resp.status();
+    head.status = status.as_u16();
+    head.version = Some(resp.version());
+    head.headers = resp
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect();
+    if status != StatusCode::SWITCHING_PROTOCOLS {
+        // Keep (the start of) the refusal's body: it often says why.
+        let body = Limited::new(resp.into_body(), 64 * 1024).collect();
+        if let Ok(Ok(b)) = tokio::time::timeout(
+            spec.handshake_timeout.unwrap_or(Duration::from_secs(30)),
+            body,
+        )
+        .await
+        {
+            let b = b.to_bytes();
+            head.body_len = b.len();
+            head.body = b.to_vec();
+            head.body.push(0);
+        }
+        driver.abort();
+        head.timings.total = start.elapsed();
+        let msg = format!(
+            "the server answered {} {} instead of 101 Switching Protocols",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        );
+        return Err(handshake_error(msg, head));
+    }
+    let h = resp.headers();
+    let fail = |msg: String, head: Response| {
+        driver.abort();
+        handshake_error(msg, head)
+    };
+    if !has_token(h, header::UPGRADE, "websocket") {
+        return Err(fail(
+            "the 101 response has no `Upgrade: websocket`".into(),
+            head,
+        ));
+    }
+    if !has_token(h, header::CONNECTION, "upgrade") {
+        return Err(fail(
+            "the 101 response has no `Connection: upgrade`".into(),
+            head,
+        ));
+    }
+    let want = accept_key(&key);
+    if h.get(header::SEC_WEBSOCKET_ACCEPT).map(|v| v.as_bytes()) != Some(want.as_bytes()) {
+        return Err(fail(
+            "the 101 response's Sec-WebSocket-Accept does not match the key sent".into(),
+            head,
+        ));
+    }
+    if let Some(ext) = h
+        .get(header::SEC_WEBSOCKET_EXTENSIONS)
+        .filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace))
+    {
+        let ext = String::from_utf8_lossy(ext.as_bytes()).into_owned();
+        return Err(fail(
+            format!("the server chose the extension {ext:?}, which tern did not offer"),
+            head,
+        ));
+    }
+    let subprotocol = match h.get(header::SEC_WEBSOCKET_PROTOCOL) {
+        None => None,
+        Some(v) => {
+            let p = String::from_utf8_lossy(v.as_bytes()).trim().to_owned();
+            if !spec.subprotocols.contains(&p) {
+                return Err(fail(
+                    format!("the server chose the subprotocol {p:?}, which was not offered"),
+                    head,
+                ));
+            }
+            Some(p)
+        }
+    };
+    let upgraded = hyper::upgrade::on(resp).await.map_err(|e| {
+        (
+            Error::new(Code::WsHandshake, format!("the upgrade failed: {e}")),
+            None,
+        )
+    })?;
+    let cfg = WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(16 * 1024)
+        .max_write_buffer_size(usize::MAX)
+        .max_message_size(spec.max_message)
+        .max_frame_size(spec.max_frame);
+    let stream =
+        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(cfg)).await;
+    head.timings.total = start.elapsed();
+    log::debug!(
+        "WebSocket open id={id} subprotocol={}",
+        subprotocol.as_deref().unwrap_or("none")
+    );
+    Ok(Opened {
+        stream,
+        head,
+        subprotocol,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_of_rfc_6455() {
+        // The example of RFC 6455 section 1.3.
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert_eq!(new_key().unwrap().len(), 24);
+    }
+
+    #[test]
+    fn config_does_not_panic() {
+        // tungstenite panics when the write buffer's maximum is not above its size.
+        let cfg = WebSocketConfig::default()
+            .read_buffer_size(16 * 1024)
+            .write_buffer_size(16 * 1024)
+            .max_write_buffer_size(usize::MAX);
+        assert!(cfg.max_write_buffer_size > cfg.write_buffer_size);
+    }
+}
