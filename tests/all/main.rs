@@ -14,3 +14,4 @@ mod options;
 mod proxy;
 mod static_checks;
 mod ws;
+mod ws_faults;

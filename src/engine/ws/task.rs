@@ -529,6 +529,18 @@ async fn run(
                     Message::Frame(_) => {}
                 }
             }
+            Ev::Read(Some(Err(e)))
+                if st.peer_close.is_some()
+                    && matches!(
+                        e,
+                        WsError::Io(_)
+                            | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+                    ) =>
+            {
+                // Both close frames went; the connection then ended without TLS
+                // close_notify or with a reset: the exchange itself completed.
+                break clean_end(&mut st);
+            }
             Ev::Read(Some(Err(e))) => {
                 let (err, code, send) = read_error(e);
                 if send {
