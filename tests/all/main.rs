@@ -15,3 +15,4 @@ mod proxy;
 mod static_checks;
 mod ws;
 mod ws_faults;
+mod ws_stress;
