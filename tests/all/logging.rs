@@ -451,3 +451,48 @@ fn a_logger_installed_first_keeps_rustls_events() {
     // The program's logger keeps its own level: tern did not touch it.
     assert_eq!(log::max_level(), log::LevelFilter::Debug);
 }
+
+#[test]
+fn websocket_payloads_and_credentials_stay_out_of_the_log() {
+    if !in_child() {
+        run_child("websocket_payloads_and_credentials_stay_out_of_the_log");
+        return;
+    }
+    let payload = "PayloadS3cretQzx";
+    let cookie = "WsCookieS3cretQzx";
+    let url_pass = "WsUrlPa55wdQzx";
+    let rt = Rt::new(2);
+    let c = Collector::leaked();
+    assert_eq!(set_log(TRACE, Some(c)), tern_code::Ok);
+    let s = Sess::new(&rt, &Opts::with_ca());
+    let o = WsOpts::new().header("Cookie", &format!("s={cookie}"));
+    let url = wss_url("/auth").replacen("://", &format!("://someone:{url_pass}@"), 1);
+    let (ws, r) = s.ws_connect(&url, &o);
+    r.wait_open(std::time::Duration::from_secs(10));
+    assert_eq!(ws.send_text(payload), tern_code::Ok);
+    assert_eq!(
+        r.wait_messages(1, std::time::Duration::from_secs(10))[0].1,
+        payload.as_bytes()
+    );
+    assert_eq!(ws.close(1000, ""), tern_code::Ok);
+    r.wait_release(std::time::Duration::from_secs(10));
+    assert_eq!(set_log(OFF, None), tern_code::Ok);
+    let msgs = c.msgs();
+    let all = show(&msgs);
+    assert!(
+        msgs.iter().any(|m| m.message.contains("WebSocket open")),
+        "tern's own WebSocket events:{all}"
+    );
+    assert!(
+        !msgs
+            .iter()
+            .any(|m| m.target.starts_with("tungstenite") && m.level == TRACE),
+        "tungstenite's TRACE lines (frames) are not forwarded:{all}"
+    );
+    for secret in [payload, cookie, url_pass] {
+        assert!(
+            msgs.iter().all(|m| !m.message.contains(secret)),
+            "{secret:?} in the log:{all}"
+        );
+    }
+}

@@ -930,6 +930,17 @@ fn no_aws_lc_and_panic_unwind() {
     if let Err(e) = package_present("ring") {
         problems.push(format!("{e} (rustls should use ring)"));
     }
+    // WebSockets are frames only: tern's own connector and TLS, no second stack.
+    for package in ["native-tls", "openssl-sys", "webpki-roots"] {
+        if let Err(e) = package_absent(package) {
+            problems.push(format!(
+                "{e} (tokio-tungstenite must stay without its TLS features)"
+            ));
+        }
+    }
+    if let Err(e) = package_present("tokio-tungstenite") {
+        problems.push(format!("{e} (the WebSocket client's frames)"));
+    }
     let manifest = read(&manifest_dir().join("Cargo.toml"));
     for setting in panic_abort_settings(&manifest) {
         let place = if setting.starts_with("[profile.release]") {
