@@ -25,6 +25,10 @@
 //!   runtime free), then `release(user_data)` once. A refused request gets neither.
 //! * **Callbacks** run on a runtime thread, never inside `send`, with no tern lock held.
 //!   They must not unwind into tern.
+//! * **WebSockets** (`tern_session_ws_connect`): every accepted connect gets exactly one
+//!   `on_close`, then `release(user_data)`. The caller's `tern_ws` handle is written
+//!   before any callback can run, so it may live in `user_data`; the `ws` a callback is
+//!   given is borrowed (valid during the call, usable to send or close, never freed).
 //! * **Enums in** cross as `uint32_t` and are validated; a bad value is
 //!   TERN_CODE_INVALID_ARGUMENT.
 //! * **Secrets**: URL user info and the values of Authorization, Proxy-Authorization
