@@ -124,24 +124,29 @@ build "examples-c/concurrent.c (C++20)" "$CXX" -std=c++20 -Wall -Wextra -Werror 
     -I"$root/include" -x c++ -c examples-c/concurrent.c -o "$out/concurrent-cxx.o"
 build "examples-c/fetch.c (C++17)" "$CXX" -std=c++17 -Wall -Wextra -Werror \
     -I"$root/include" -x c++ -c examples-c/fetch.c -o "$out/fetch-cxx.o"
+# (C++23: the first standard whose <stdatomic.h> the example's atomics compile with.)
+build "examples-c/ws_echo.c (C++23)" "$CXX" -std=c++23 -Wall -Wextra -Werror \
+    -I"$root/include" -x c++ -c examples-c/ws_echo.c -o "$out/ws_echo-cxx.o"
 
-# Every function the header declares is exercised by bad_input.c or (the embedding
-# functions: queued delivery, streaming, pushed and read bodies) bad_input_embedding.c.
+# Every function the header declares is exercised by bad_input.c, or (the embedding
+# functions: queued delivery, streaming, pushed and read bodies) bad_input_embedding.c,
+# or (the WebSocket functions) ws.c.
 t0=$(now)
 missing=()
 while read -r fn; do
-    grep -q "\\b$fn(" tests/c/bad_input.c tests/c/bad_input_embedding.c || missing+=("$fn")
+    grep -q "\\b$fn(" tests/c/bad_input.c tests/c/bad_input_embedding.c tests/c/ws.c \
+        || missing+=("$fn")
 done < <(grep -vE '^\s*(\*|/\*|//)' include/tern.h | grep -oE '\btern_[a-z0-9_]+\(' | tr -d '(' | sort -u)
 if ((${#missing[@]})); then
-    echo "not called in tests/c/bad_input.c or bad_input_embedding.c: ${missing[*]}" \
+    echo "not called in tests/c/bad_input.c, bad_input_embedding.c or ws.c: ${missing[*]}" \
         >"$out/logs/coverage.log"
-    record "bad_input*.c call every tern.h function" 1 "$(elapsed "$t0")" "$out/logs/coverage.log"
+    record "bad_input*.c, ws.c call every tern.h function" 1 "$(elapsed "$t0")" "$out/logs/coverage.log"
 else
-    record "bad_input*.c call every tern.h function" 0 "$(elapsed "$t0")"
+    record "bad_input*.c, ws.c call every tern.h function" 0 "$(elapsed "$t0")"
 fi
 
 # --- the C tests, under valgrind --------------------------------------------------------
-for t in bad_input bad_input_embedding response callbacks; do
+for t in bad_input bad_input_embedding response callbacks ws; do
     if [[ -x $out/$t ]]; then
         run "$t" 0 --grep "^$t: [0-9]+ checks, 0 failed" -- "$out/$t"
     fi
@@ -195,6 +200,28 @@ if [[ -x $ex/poll_loop ]]; then
         -- "$ex/poll_loop" -n 1000 -c "$CA" "$H/hello" "$S/hello"
     run "native poll_loop 1000 http, 8 conns" 0 --grep '^poll_loop: OK: 1000 requests' \
         -- "$ex/poll_loop" -n 1000 -l 8 "$H/hello"
+fi
+
+# --- WebSocket: ws_echo against the Python `websockets` server of the testenv ---------
+if [[ -x $ex/ws_echo ]]; then
+    # shellcheck disable=SC2153 # set by the test environment
+    W=${TERN_TEST_WS:-} WS=${TERN_TEST_WSS:-} WM=${TERN_TEST_WSS_MTLS:-}
+    run "ws_echo ws" 0 --grep '^ws_echo: OK: 10 sent, 10 echoed, subprotocol none, close 1000 clean' \
+        -- "$ex/ws_echo" "$W/echo"
+    run "ws_echo wss queued" 0 --grep '^ws_echo: OK: 10 sent, 10 echoed' \
+        -- "$ex/ws_echo" -q -c "$CA" "$WS/echo"
+    run "ws_echo wss client certificate" 0 --grep '^ws_echo: OK: 4 sent, 4 echoed' \
+        -- "$ex/ws_echo" -n 4 -c "$CA" -C "${TERN_TEST_CLIENT_CERT:-}" -K "${TERN_TEST_CLIENT_KEY:-}" \
+        "$WM/echo"
+    # /subprotocol greets with the chosen name: -n 0 only opens and closes.
+    run "ws_echo subprotocol" 0 --grep '^ws_echo: OK: 0 sent, 0 echoed, subprotocol chat\.v1' \
+        -- "$ex/ws_echo" -n 0 -p chat.v1 "$W/subprotocol"
+    run "ws_echo refused upgrade exits 1" 1 --grep '^ws_echo: FAILED: WS_HANDSHAKE' \
+        --grep 'refused: HTTP 403' -- "$ex/ws_echo" "$W/reject"
+    run "native ws_echo 1000 messages queued" 0 --grep '^ws_echo: OK: 1000 sent, 1000 echoed' \
+        -- "$ex/ws_echo" -q -n 1000 "$W/echo"
+    run "native ws_echo 1000 messages wss" 0 --grep '^ws_echo: OK: 1000 sent, 1000 echoed' \
+        -- "$ex/ws_echo" -n 1000 -c "$CA" "$WS/echo"
 fi
 
 # check NAME COMMAND...: a check of what a test before it left behind, counted as a test.
