@@ -814,3 +814,103 @@ fn refusals_run_no_callback() {
     }
     close_cleanly(&ws, &r);
 }
+
+#[test]
+fn other_proxies_and_the_direct_override() {
+    let rt = Rt::new(2);
+    // tinyproxy (CONNECT) for ws.
+    let tiny = env("TERN_TEST_TINYPROXY");
+    let s = Sess::new(&rt, &Opts::with_ca());
+    let port = tiny.rsplit(':').next().unwrap().to_owned();
+    echo_through(&s, &ws_url("/echo"), &WsOpts::new().proxy(&tiny), &port);
+    // An https:// proxy (TLS to the proxy, then CONNECT) for wss.
+    let hp = env("TERN_TEST_HTTPS_PROXY");
+    let port = hp.rsplit(':').next().unwrap().to_owned();
+    echo_through(&s, &wss_url("/echo"), &WsOpts::new().proxy(&hp), &port);
+
+    // The session's proxy applies to sockets; "" in the socket's options goes direct.
+    let o = Opts::with_ca();
+    let squid = c(&env("TERN_TEST_SQUID_NOAUTH"));
+    opt(&o, |o, e| unsafe {
+        tern_session_options_set_proxy(o, squid.as_ptr(), e)
+    });
+    let s = Sess::new(&rt, &o);
+    let squid_port = env("TERN_TEST_SQUID_NOAUTH")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    echo_through(&s, &ws_url("/echo"), &WsOpts::new(), &squid_port);
+    let ws_port = ws_url("").rsplit(':').next().unwrap().to_owned();
+    echo_through(&s, &ws_url("/echo"), &WsOpts::new().proxy(""), &ws_port);
+}
+
+#[test]
+fn dns_overrides_nameservers_and_unknown_names() {
+    let rt = Rt::new(2);
+    let ws_port = ws_url("").rsplit(':').next().unwrap().to_owned();
+    let o = Opts::new();
+    let rule = c(&format!("ws.test:{ws_port}:127.0.0.1"));
+    opt(&o, |o, e| unsafe {
+        tern_session_options_add_resolve(o, rule.as_ptr(), e)
+    });
+    let ns = c(&env("TERN_TEST_DNS"));
+    opt(&o, |o, e| unsafe {
+        tern_session_options_set_nameservers(o, ns.as_ptr(), e)
+    });
+    let s = Sess::new(&rt, &o);
+    echo_through(
+        &s,
+        &format!("ws://ws.test:{ws_port}/echo"),
+        &WsOpts::new(),
+        &ws_port,
+    );
+    // app.tern.test is known to the test nameserver only.
+    echo_through(
+        &s,
+        &format!("ws://app.tern.test:{ws_port}/echo"),
+        &WsOpts::new(),
+        &ws_port,
+    );
+
+    let plain = Sess::new(&rt, &Opts::new());
+    let (_ws, r) = plain.ws_connect("ws://no-such-host.invalid/echo", &WsOpts::new());
+    let c = r.wait_close(T);
+    assert!(
+        matches!(c.code, tern_code::DnsNotFound | tern_code::Dns),
+        "{c:?}"
+    );
+    assert!(!c.opened && c.status == 0);
+}
+
+#[test]
+fn connect_timeout_on_a_blackhole() {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    sock.listen(0).unwrap();
+    let addr = sock.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        if let Ok(c) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            fillers.push(c);
+        }
+    }
+    let rt = Rt::new(1);
+    let s = Sess::new(&rt, &Opts::new());
+    let start = Instant::now();
+    let (_ws, r) = s.ws_connect(&format!("ws://{addr}/"), &WsOpts::new().timeout(0, 300));
+    let c = r.wait_close(T);
+    assert_eq!(c.code, tern_code::TimeoutConnect, "{c:?}");
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(280) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    drop(fillers);
+}
