@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Local test environment for tern: real servers on loopback high ports.
 #
-#   scripts/testenv.sh start   install missing packages (apt), generate a test
-#                              PKI and content, (re)start nginx and the proxies
-#                              and DNS server below, wait until every one answers
+#   scripts/testenv.sh start   install missing packages (apt; the WebSocket peer's
+#                              `websockets` with pip into $DIR/venv), generate a test
+#                              PKI and content, (re)start nginx, the proxies, the DNS
+#                              and WebSocket servers below, wait until every one answers
 #                              a real request, write $TERN_TESTENV_DIR/env.sh
 #                              and print its path on stdout.
 #   scripts/testenv.sh stop    stop everything by pid (TERM, up to 5 s, then KILL);
