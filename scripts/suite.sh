@@ -69,10 +69,10 @@ ensure_servers() {
     . "$env_file"
 }
 
-# run NAME EXPECTED_EXIT [--grep PATTERN]... -- COMMAND...: one program run as a test,
-# its output in $RUN_LOGS/$RUN_LOG_PREFIX<name>.log, with a time limit of $RUN_TIMEOUT
-# seconds; it passes when COMMAND exits EXPECTED_EXIT and every PATTERN appears in its
-# output. Unless NAME starts with "native", COMMAND runs under the RUN_UNDER array
+# run NAME EXPECTED_EXIT [--grep PATTERN | --grep-v PATTERN]... -- COMMAND...: one
+# program run as a test, its output in $RUN_LOGS/$RUN_LOG_PREFIX<name>.log, with a time
+# limit of $RUN_TIMEOUT seconds; it passes when COMMAND exits EXPECTED_EXIT, every
+# --grep PATTERN appears in its output and no --grep-v PATTERN does. Unless NAME starts with "native", COMMAND runs under the RUN_UNDER array
 # (valgrind, when a suite sets it).
 RUN_LOGS=${RUN_LOGS:-}
 RUN_LOG_PREFIX=${RUN_LOG_PREFIX:-}
@@ -81,9 +81,9 @@ RUN_UNDER=()
 run() {
     local name=$1 want=$2
     shift 2
-    local -a greps=()
-    while [[ $1 == --grep ]]; do
-        greps+=("$2")
+    local -a greps=() nots=()
+    while [[ $1 == --grep || $1 == --grep-v ]]; do
+        if [[ $1 == --grep ]]; then greps+=("$2"); else nots+=("$2"); fi
         shift 2
     done
     [[ $1 == -- ]] && shift
@@ -108,6 +108,12 @@ run() {
         if ! grep -qE -- "$g" "$logf"; then
             echo "output lacks: $g" >>"$logf"
             [[ $status == 0 ]] && status="output lacks: $g"
+        fi
+    done
+    for g in "${nots[@]}"; do
+        if grep -qE -- "$g" "$logf"; then
+            echo "output has what it must not: $g" >>"$logf"
+            [[ $status == 0 ]] && status="output has: $g"
         fi
     done
     record "$name" "$status" "$(elapsed "$t0")" "$logf"

@@ -202,6 +202,20 @@ if [[ -x $ex/poll_loop ]]; then
         -- "$ex/poll_loop" -n 1000 -l 8 "$H/hello"
 fi
 
+# forms_cookies: the jar keeps and sends cookies, a multipart form (field, bytes, a
+# streamed file) arrives whole, and -v routes tern's log through the callback with no
+# cookie value in it.
+if [[ -x $ex/forms_cookies ]]; then
+    printf 'a line of the attached file\n' >"$out/form-file.txt"
+    run "forms_cookies" 0 --grep '^jar for /cookies/echo: b=2; a=1$' \
+        --grep '^cookie=b=2; theme=dark; a=1$' --grep '^a line of the attached file$' \
+        --grep 'name="meta"; filename="meta.json"' \
+        -- "$ex/forms_cookies" "$H" "$out/form-file.txt"
+    run "forms_cookies -v (log callback)" 0 --grep '^\[tern 4 tern::net::connect\] connecting to' \
+        --grep-v 'a=1|b=2|theme=dark' \
+        -- "$ex/forms_cookies" "$H" "$out/form-file.txt" -v
+fi
+
 # --- WebSocket: ws_echo against the Python `websockets` server of the testenv ---------
 if [[ -x $ex/ws_echo ]]; then
     # shellcheck disable=SC2153 # set by the test environment
