@@ -273,10 +273,19 @@ fn install_bridges() -> Bridges {
 struct LogBridge;
 
 /// tungstenite's TRACE lines show frames with their payloads (application data that
-/// may be secret): its targets stop at DEBUG.
+/// may be secret): its targets stop at DEBUG. cookie_store's DEBUG and TRACE lines
+/// print whole cookies, values included: its targets stop at INFO.
 fn capped(m: &::log::Metadata<'_>) -> bool {
-    m.level() == ::log::Level::Trace
-        && (m.target().starts_with("tungstenite") || m.target().starts_with("tokio_tungstenite"))
+    let t = m.target();
+    match m.level() {
+        ::log::Level::Trace => {
+            t.starts_with("tungstenite")
+                || t.starts_with("tokio_tungstenite")
+                || t.starts_with("cookie_store")
+        }
+        ::log::Level::Debug => t.starts_with("cookie_store"),
+        _ => false,
+    }
 }
 
 impl ::log::Log for LogBridge {

@@ -46,7 +46,7 @@ fn get_cookies(s: &Sess, url: &str) -> Result<String, (tern_code, String)> {
     }
 }
 
-fn add_cookie(s: &Sess, url: &str, line: &str) -> Result<(), (tern_code, String)> {
+pub(crate) fn add_cookie(s: &Sess, url: &str, line: &str) -> Result<(), (tern_code, String)> {
     let (u, l) = (c(url), c(line));
     let mut e = null_mut();
     match unsafe { tern_session_add_cookie(s.0, u.as_ptr(), l.as_ptr(), &mut e) } {

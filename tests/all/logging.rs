@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tern::code::tern_code;
 use tern::ffi::log::{tern_log_level, tern_set_log_callback};
-use tern::ffi::options::tern_session_options_set_proxy;
+use tern::ffi::options::{tern_session_options_set_cookie_jar, tern_session_options_set_proxy};
 
 use crate::common::*;
 use crate::options::set;
@@ -291,6 +291,7 @@ fn no_secret_reaches_the_callback() {
     let url_pass = "UrlPa55wdQzx";
     let basic = b64("someone:BasicS3cretQzx");
     let cookie = "CookieS3cretQzx";
+    let jar_cookie = "JarS3cretQzx";
     let proxy_user = env("TERN_TEST_PROXY_USER");
     let proxy_pass = env("TERN_TEST_PROXY_PASS");
     let proxy_basic = b64(&format!("{proxy_user}:{proxy_pass}"));
@@ -327,7 +328,22 @@ fn no_secret_reaches_the_callback() {
     let proxied = Sess::new(&rt, &o);
     proxied.perform(request(&https("/hello"))).ok();
     proxied.perform(request(&http("/hello"))).ok();
-    drop((direct, proxied));
+    // A cookie jar: a cookie stored by the program, one set by the server, both sent.
+    let o = Opts::new();
+    set(&o, |o, e| unsafe {
+        tern_session_options_set_cookie_jar(o, 1, e)
+    });
+    let jarred = Sess::new(&rt, &o);
+    crate::cookies::add_cookie(
+        &jarred,
+        &http("/cookies/echo"),
+        &format!("jar={jar_cookie}; Path=/"),
+    )
+    .unwrap();
+    jarred.get(&http("/cookies/set")).ok();
+    let echoed = jarred.get(&http("/cookies/echo")).ok().text();
+    assert!(echoed.contains(jar_cookie), "{echoed}");
+    drop((direct, proxied, jarred));
     assert_eq!(set_log(OFF, None), tern_code::Ok);
 
     let msgs = c.msgs();
@@ -349,6 +365,8 @@ fn no_secret_reaches_the_callback() {
         url_pass,
         &basic,
         cookie,
+        jar_cookie,
+        "a=1; Path=/",
         &proxy_pass,
         &enc_proxy_pass,
         &proxy_basic,
