@@ -883,6 +883,9 @@ typedef struct {
    * The peer's close reason: UTF-8, `reason_len` bytes, also NUL-terminated.
    */
   const char *reason;
+  /**
+   * The length of `reason` in bytes (0 when the close frame had none).
+   */
   size_t reason_len;
   /**
    * The upgrade response (status, headers; for a refusal, the start of its body);

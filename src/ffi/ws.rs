@@ -106,6 +106,7 @@ pub struct tern_ws_close_info {
     pub opened: u32,
     /// The peer's close reason: UTF-8, `reason_len` bytes, also NUL-terminated.
     pub reason: *const c_char,
+    /// The length of `reason` in bytes (0 when the close frame had none).
     pub reason_len: usize,
     /// The upgrade response (status, headers; for a refusal, the start of its body);
     /// NULL when none arrived (DNS, TCP, TLS or proxy failures).

@@ -502,10 +502,12 @@ async fn run(
                 }
             }
             Ev::Writer(WriterEnd::Failed(e)) => break CloseInfo::failed(write_error(e)),
-            Ev::Writer(WriterEnd::CloseSent) | Ev::Writer(WriterEnd::Idle) => {
+            Ev::Writer(WriterEnd::CloseSent) => {
                 st.writer_done = true;
                 st.close_deadline.get_or_insert(now + close_timeout);
             }
+            // Every sender is gone, which cannot happen while the socket lives.
+            Ev::Writer(WriterEnd::Idle) => st.writer_done = true,
             Ev::Read(None) => break clean_end(&mut st),
             Ev::Read(Some(Ok(m))) => {
                 // Any frame shows the peer is alive (as aiohttp's heartbeat counts it).
