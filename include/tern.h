@@ -13,22 +13,6 @@
 
 
 /**
- * The life of a socket, as `tern_ws_state` reports it.
- */
-#define CONNECTING 0
-
-#define OPEN 1
-
-#define CLOSING 2
-
-#define CLOSED 3
-
-/**
- * aiohttp's `max_msg_size`.
- */
-#define DEFAULT_MAX_MESSAGE ((4 * 1024) * 1024)
-
-/**
  * The major version of the header; compare with the library's at run time.
  */
 #define TERN_VERSION_MAJOR 0

@@ -796,6 +796,24 @@ fn header_is_fresh() {
     }
 }
 
+/// Every name the header defines at file scope carries the project's prefix, so it
+/// cannot collide with a program's own macros (cbindgen turns any `pub const` into a
+/// bare `#define`: a `CLOSING` once broke a C program defining its own).
+#[test]
+fn header_names_are_prefixed() {
+    let header = read(&header_path());
+    let bad: Vec<&str> = header
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("#define "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|name| !name.starts_with("TERN_"))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "include/tern.h defines unprefixed macros: {bad:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // 5. The dependency tree and the panic strategy.
 // ---------------------------------------------------------------------------------

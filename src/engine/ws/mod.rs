@@ -35,10 +35,10 @@ pub enum MsgKind {
 }
 
 /// The life of a socket, as `tern_ws_state` reports it.
-pub const CONNECTING: u8 = 0;
-pub const OPEN: u8 = 1;
-pub const CLOSING: u8 = 2;
-pub const CLOSED: u8 = 3;
+pub(crate) const CONNECTING: u8 = 0;
+pub(crate) const OPEN: u8 = 1;
+pub(crate) const CLOSING: u8 = 2;
+pub(crate) const CLOSED: u8 = 3;
 
 /// A WebSocket to open, as the caller described it (validated by the FFI layer).
 #[derive(Clone, Debug)]
@@ -64,7 +64,7 @@ pub struct WsSpec {
 }
 
 /// aiohttp's `max_msg_size`.
-pub const DEFAULT_MAX_MESSAGE: usize = 4 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_MESSAGE: usize = 4 * 1024 * 1024;
 
 impl WsSpec {
     /// A spec with the defaults: 4 MiB messages and frames, a 1 MiB send queue, a 30 s
