@@ -47,7 +47,7 @@ static int exchange(tern_session *session, tern_request *req, const char *what) 
     size_t len;
     tern_response_body(resp, &body, &len);
     unsigned status = tern_response_status(resp);
-    printf("%s: %u, %zu bytes\n%.*s\n", what, status, len, (int)(len > 400 ? 400 : len),
+    printf("%s: %u, %zu bytes\n%.*s\n", what, status, len, (int)(len > 4096 ? 4096 : len),
            (const char *)body);
     tern_response_free(resp);
     return status == 200 ? 0 : 1;

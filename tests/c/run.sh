@@ -212,7 +212,7 @@ if [[ -x $ex/forms_cookies ]]; then
         --grep 'name="meta"; filename="meta.json"' \
         -- "$ex/forms_cookies" "$H" "$out/form-file.txt"
     run "forms_cookies -v (log callback)" 0 --grep '^\[tern 4 tern::net::connect\] connecting to' \
-        --grep-v 'a=1|b=2|theme=dark' \
+        --grep-v '^\[tern .*(a=1|b=2|theme=dark)' \
         -- "$ex/forms_cookies" "$H" "$out/form-file.txt" -v
 fi
 
