@@ -68,6 +68,15 @@
  *
  * THREADS: as tern.h: Session and Response may be used from several threads at once
  * (their methods are const); builders by one thread at a time.
+ *
+ * WEBSOCKETS: `WebSocket::connect(session, url, WsHandlers, WsOptions)` returns an
+ * owning, move-only `WebSocket` at once (tern_ws_free on destruction: an open socket
+ * is closed with 1000). The handlers (on_open, on_message, on_writable, on_close) are
+ * boxed as a request's: released exactly once after on_close, or destroyed uncalled
+ * when connect is refused; they get a borrowed `WsView` to send and close with. Sends
+ * and close return `Result<void>` (WOULD_BLOCK when the send queue is full). An
+ * exception from on_open, on_message or on_writable aborts the socket and reaches
+ * on_close in `WsCloseInfo::callback_exception`.
  */
 #ifndef TERN_HPP
 #define TERN_HPP
@@ -241,6 +250,28 @@ enum class LogLevel : std::uint32_t {
     Info = TERN_LOG_LEVEL_INFO,
     Debug = TERN_LOG_LEVEL_DEBUG,
     Trace = TERN_LOG_LEVEL_TRACE,
+};
+
+/** The kind of a WebSocket message (tern.h `tern_ws_message`). */
+enum class WsMessage : std::uint32_t {
+    Text = TERN_WS_MESSAGE_TEXT,
+    Binary = TERN_WS_MESSAGE_BINARY,
+};
+
+/** Where a WebSocket stands (tern.h `tern_ws_ready_state`). */
+enum class WsState : std::uint32_t {
+    Connecting = TERN_WS_READY_STATE_CONNECTING,
+    Open = TERN_WS_READY_STATE_OPEN,
+    Closing = TERN_WS_READY_STATE_CLOSING,
+    Closed = TERN_WS_READY_STATE_CLOSED,
+};
+
+/** Which time-out `WsOptions::timeout()` sets (tern.h `tern_ws_timeout`). */
+enum class WsTimeout : std::uint32_t {
+    Connect = TERN_WS_TIMEOUT_CONNECT,
+    Handshake = TERN_WS_TIMEOUT_HANDSHAKE,
+    Receive = TERN_WS_TIMEOUT_RECEIVE,
+    Close = TERN_WS_TIMEOUT_CLOSE,
 };
 
 /** The id `Session::send` returns, and `Response::id()`. */
@@ -1786,6 +1817,449 @@ public:
 
 private:
     std::shared_ptr<detail::SessionCore> core_;
+};
+
+// ---------------------------------------------------------------------------------
+// WebSocket
+
+namespace detail {
+struct WsOptionsDeleter {
+    void operator()(tern_ws_options *p) const noexcept { tern_ws_options_free(p); }
+};
+struct WsDeleter {
+    void operator()(tern_ws *p) const noexcept { tern_ws_free(p); }
+};
+struct WsTrampolines;
+} // namespace detail
+
+/**
+ * Options for WebSocket::connect, one fluent setter per tern_ws_options_* call (the
+ * `set_`/`add_` dropped; `header` and `subprotocol` accumulate). Like SessionOptions:
+ * the first failing setter's error is kept, later setters do nothing, and connect
+ * returns it. Reusable: connect copies the options.
+ */
+class WsOptions {
+public:
+    WsOptions() {
+        tern_ws_options *o = nullptr;
+        tern_error *err = nullptr;
+        tern_code code = tern_ws_options_new(&o, &err);
+        if (code != TERN_CODE_OK) {
+            error_ = detail::take_error(code, err);
+        } else {
+            o_.reset(o);
+        }
+    }
+
+    /** The first error a setter met, if any. */
+    const std::optional<Error> &error() const noexcept { return error_; }
+    bool ok() const noexcept { return !error_.has_value(); }
+    const tern_ws_options *raw() const noexcept { return o_.get(); }
+    tern_ws_options *raw() noexcept { return o_.get(); }
+
+    /** Adds a header to the upgrade request (after earlier values of that name);
+     *  tern's own (Host, Upgrade, Sec-WebSocket-*...) are refused (INVALID_HEADER). */
+    WsOptions &header(std::string_view name, std::string_view value) & {
+        detail::CStr n(name), v(value);
+        return apply(n.ok() && v.ok(), "header", [&](tern_ws_options *o, tern_error **e) {
+            return tern_ws_options_add_header(o, n.c_str(), v.c_str(), e);
+        });
+    }
+    TERN_HPP_RVALUE_SETTER(WsOptions, header, (std::string_view name, std::string_view value), (name, value))
+    /** Offers a subprotocol, after those offered before (in order of preference);
+     *  the server's choice is WebSocket::subprotocol(). */
+    WsOptions &subprotocol(std::string_view protocol) & {
+        detail::CStr p(protocol);
+        return apply(p.ok(), "subprotocol", [&](tern_ws_options *o, tern_error **e) {
+            return tern_ws_options_add_subprotocol(o, p.c_str(), e);
+        });
+    }
+    TERN_HPP_RVALUE_SETTER(WsOptions, subprotocol, (std::string_view protocol), (protocol))
+    /** The Origin header of the upgrade request. */
+    WsOptions &origin(std::string_view value) & {
+        detail::CStr v(value);
+        return apply(v.ok(), "origin", [&](tern_ws_options *o, tern_error **e) {
+            return tern_ws_options_set_origin(o, v.c_str(), e);
+        });
+    }
+    TERN_HPP_RVALUE_SETTER(WsOptions, origin, (std::string_view value), (value))
+    /** No Origin header (the default). */
+    WsOptions &clear_origin() & {
+        return apply(true, "",
+                     [&](tern_ws_options *o, tern_error **e) { return tern_ws_options_set_origin(o, nullptr, e); });
+    }
+    TERN_HPP_RVALUE_SETTER(WsOptions, clear_origin, (), ())
+    /** A proxy for these sockets (http, https: a CONNECT tunnel; socks5, socks5h);
+     *  "" = a direct connection. */
+    WsOptions &proxy(std::string_view url) & {
+        detail::CStr u(url);
+        return apply(u.ok(), "proxy URL", [&](tern_ws_options *o, tern_error **e) {
+            return tern_ws_options_set_proxy(o, u.c_str(), e);
+        });
+    }
+    TERN_HPP_RVALUE_SETTER(WsOptions, proxy, (std::string_view url), (url))
+    /** Back to the session's proxy choice (the default). */
+    WsOptions &session_proxy() & {
+        return apply(true, "",
+                     [&](tern_ws_options *o, tern_error **e) { return tern_ws_options_set_proxy(o, nullptr, e); });
+    }
+    TERN_HPP_RVALUE_SETTER(WsOptions, session_proxy, (), ())
+    /** A time-out; 0 turns Connect, Handshake and Receive off (Close cannot be 0). */
+    WsOptions &timeout(WsTimeout kind, std::chrono::milliseconds ms) & {
+        std::uint64_t v = 0;
+        if (!detail::to_ms(ms, v)) return fail(Error(Code::InvalidArgument, "timeout: negative duration"));
+        return apply(true, "", [&](tern_ws_options *o, tern_error **e) {
+            return tern_ws_options_set_timeout_ms(o, static_cast<std::uint32_t>(kind), v, e);
+        });
+    }
+    TERN_HPP_RVALUE_SETTER(WsOptions, timeout, (WsTimeout kind, std::chrono::milliseconds ms), (kind, ms))
+    /** A ping when nothing arrived for `interval`; no answer within half of it fails
+     *  the socket (TIMEOUT_HEARTBEAT). 0 = off (the default). */
+    WsOptions &heartbeat(std::chrono::milliseconds interval) & {
+        std::uint64_t v = 0;
+        if (!detail::to_ms(interval, v))
+            return fail(Error(Code::InvalidArgument, "heartbeat: negative duration"));
+        return apply(true, "", [&](tern_ws_options *o, tern_error **e) {
+            return tern_ws_options_set_heartbeat_ms(o, v, e);
+        });
+    }
+    TERN_HPP_RVALUE_SETTER(WsOptions, heartbeat, (std::chrono::milliseconds interval), (interval))
+    /** The largest message accepted (fragments assembled); 0 = no limit. */
+    WsOptions &max_message_size(std::uint64_t bytes) & {
+        return apply(true, "", [&](tern_ws_options *o, tern_error **e) {
+            return tern_ws_options_set_max_message_size(o, bytes, e);
+        });
+    }
+    TERN_HPP_RVALUE_SETTER(WsOptions, max_message_size, (std::uint64_t bytes), (bytes))
+    /** The largest frame accepted; 0 = no limit. */
+    WsOptions &max_frame_size(std::uint64_t bytes) & {
+        return apply(true, "", [&](tern_ws_options *o, tern_error **e) {
+            return tern_ws_options_set_max_frame_size(o, bytes, e);
+        });
+    }
+    TERN_HPP_RVALUE_SETTER(WsOptions, max_frame_size, (std::uint64_t bytes), (bytes))
+    /** How many message bytes may wait to be written (not 0); a send that does not
+     *  fit is refused with WOULD_BLOCK, and on_writable follows. */
+    WsOptions &send_queue_size(std::uint64_t bytes) & {
+        return apply(true, "", [&](tern_ws_options *o, tern_error **e) {
+            return tern_ws_options_set_send_queue_size(o, bytes, e);
+        });
+    }
+    TERN_HPP_RVALUE_SETTER(WsOptions, send_queue_size, (std::uint64_t bytes), (bytes))
+    /** permessage-deflate: false is accepted; true is UNSUPPORTED in this version. */
+    WsOptions &compression(bool on) & {
+        return apply(true, "", [&](tern_ws_options *o, tern_error **e) {
+            return tern_ws_options_set_compression(o, on ? 1u : 0u, e);
+        });
+    }
+    TERN_HPP_RVALUE_SETTER(WsOptions, compression, (bool on), (on))
+
+private:
+    WsOptions &fail(Error e) {
+        if (!error_) error_ = std::move(e);
+        return *this;
+    }
+    template <class F>
+    WsOptions &apply(bool strings_ok, const char *what, F &&call) {
+        if (error_) return *this;
+        if (!strings_ok) return fail(detail::nul_error(what));
+        tern_error *err = nullptr;
+        tern_code code = call(o_.get(), &err); // a NULL handle: NULL_ARGUMENT from tern
+        if (code != TERN_CODE_OK) error_ = detail::take_error(code, err);
+        return *this;
+    }
+
+    std::unique_ptr<tern_ws_options, detail::WsOptionsDeleter> o_;
+    std::optional<Error> error_;
+};
+
+namespace detail {
+/** The calls shared by WebSocket (owning) and WsView (borrowed, in callbacks). */
+template <class Derived>
+class WsAccess {
+    const tern_ws *w() const noexcept { return static_cast<const Derived &>(*this).raw(); }
+
+public:
+    /** Queues a text message (UTF-8: INVALID_ARGUMENT otherwise). While connecting it
+     *  is sent once open; WOULD_BLOCK when the send queue is full (see on_writable);
+     *  INVALID_STATE once closing. */
+    Result<void> send_text(std::string_view text) const {
+        tern_error *err = nullptr;
+        tern_code code = tern_ws_send_text(w(), text.data(), text.size(), &err);
+        return check(code, err);
+    }
+    /** Queues a binary message (as send_text, any bytes). */
+    Result<void> send_binary(std::string_view data) const {
+        tern_error *err = nullptr;
+        tern_code code = tern_ws_send_binary(w(), bytes(data), data.size(), &err);
+        return check(code, err);
+    }
+    /** Sends a ping (at most 125 bytes), ahead of queued messages; once open. */
+    Result<void> send_ping(std::string_view payload = {}) const {
+        tern_error *err = nullptr;
+        tern_code code = tern_ws_send_ping(w(), bytes(payload), payload.size(), &err);
+        return check(code, err);
+    }
+    /** Starts the closing handshake after the messages queued before it: a close
+     *  frame with `close_code` (0 = none, the peer sees 1005; else 1000-1003,
+     *  1007-1014 or 3000-4999) and a UTF-8 `reason` of at most 123 bytes (only with
+     *  a code). on_close follows. Before the open it abandons it (CANCELED). Again:
+     *  does nothing. */
+    Result<void> close(std::uint32_t close_code = 1000, std::string_view reason = {}) const {
+        CStr r(reason);
+        if (!r.ok()) return nul_error("close reason");
+        tern_error *err = nullptr;
+        tern_code code = tern_ws_close(w(), close_code, r.c_str_or_null(), &err);
+        return check(code, err);
+    }
+    /** Drops the connection without a close frame; on_close follows (CANCELED, 1006)
+     *  unless the outcome was decided already. */
+    Result<void> abort() const {
+        tern_code code = tern_ws_abort(w());
+        if (code == TERN_CODE_OK) return {};
+        return code_error(code, "tern_ws_abort");
+    }
+    /** Bytes of messages accepted by sends and not yet written. */
+    std::uint64_t buffered_amount() const noexcept { return tern_ws_buffered_amount(w()); }
+    /** Closed for an empty handle. */
+    WsState state() const noexcept { return static_cast<WsState>(tern_ws_state(w())); }
+    /** The subprotocol the server chose; "" before the open or when none. Valid as
+     *  long as this handle (a WsView's: during the callback). */
+    std::string_view subprotocol() const noexcept { return view(tern_ws_subprotocol(w())); }
+    /** The socket's id, unique within its session (shared with request ids); 0 for an
+     *  empty handle. */
+    RequestId id() const noexcept { return tern_ws_id(w()); }
+};
+} // namespace detail
+
+/** The socket a callback is given: borrowed, valid during that call only. Send and
+ *  close with it; it is never freed. */
+class WsView : public detail::WsAccess<WsView> {
+public:
+    explicit WsView(const tern_ws *w) noexcept : w_(w) {}
+    const tern_ws *raw() const noexcept { return w_; }
+
+private:
+    const tern_ws *w_;
+};
+
+/** What on_close reports; the views are valid during the call only. */
+struct WsCloseInfo {
+    /** Ok when the closing handshake completed (either side began it), else why the
+     *  socket ended: Canceled (abort, or a close or destruction before the open),
+     *  Shutdown, WsHandshake (refused upgrade: see `response`), a connect, TLS, proxy,
+     *  protocol or time-out code. */
+    Code code = Code::Ok;
+    /** Why, in words; "" when Ok. */
+    std::string_view message;
+    /** The peer's close code (1005: its frame had none); the one tern sent for a
+     *  failure it detected (1002, 1007, 1009); 1006 when no close frame ended it. */
+    std::uint16_t close_code = 0;
+    /** Both close frames were exchanged. */
+    bool clean = false;
+    /** on_open ran. */
+    bool opened = false;
+    /** The peer's close reason (UTF-8). */
+    std::string_view reason;
+    /** The upgrade response (status, headers; for a refusal the start of its body);
+     *  nullopt when none arrived (DNS, connect, TLS or proxy failures). */
+    std::optional<ResponseView> response;
+    /** The exception on_open, on_message or on_writable threw (the socket was then
+     *  aborted: code Canceled), or null. */
+    std::exception_ptr callback_exception;
+
+    bool ok() const noexcept { return code == Code::Ok; }
+    /** code and message as an Error (code Ok after a completed closing handshake). */
+    Error error() const { return Error(code, std::string(message)); }
+};
+
+/**
+ * The callbacks of one WebSocket, each any callable (move-only ones too), all
+ * optional:
+ *   on_open(WsView, ResponseView)                     the socket is open (the 101 head)
+ *   on_message(WsView, WsMessage, std::string_view)   one whole message (text: UTF-8)
+ *   on_writable(WsView)                               after a WOULD_BLOCK send: room again
+ *   on_close(WsView, const WsCloseInfo &)             exactly once per accepted connect, last
+ * They run on tern's threads (or inside Session::poll with Delivery::Queued), one at
+ * a time and in that order, never inside a tern call; they may send and close through
+ * the WsView. After on_close tern releases the handlers: every capture is destroyed
+ * exactly once, there (or, for a refused connect, before connect returns, uncalled).
+ * An exception from on_open, on_message or on_writable aborts the socket; on_close
+ * then gets it in `callback_exception` (one from on_close is dropped).
+ */
+class WsHandlers {
+public:
+    WsHandlers() = default;
+
+    template <class F>
+    WsHandlers &on_open(F &&f) & {
+        static_assert(std::is_invocable_v<std::decay_t<F> &, WsView, ResponseView>,
+                      "on_open is called as f(tern::WsView, tern::ResponseView)");
+        open_ = Function<void(WsView, ResponseView)>(std::forward<F>(f));
+        return *this;
+    }
+    template <class F>
+    WsHandlers &&on_open(F &&f) && {
+        return std::move(on_open(std::forward<F>(f)));
+    }
+    template <class F>
+    WsHandlers &on_message(F &&f) & {
+        static_assert(std::is_invocable_v<std::decay_t<F> &, WsView, WsMessage, std::string_view>,
+                      "on_message is called as f(tern::WsView, tern::WsMessage, std::string_view)");
+        message_ = Function<void(WsView, WsMessage, std::string_view)>(std::forward<F>(f));
+        return *this;
+    }
+    template <class F>
+    WsHandlers &&on_message(F &&f) && {
+        return std::move(on_message(std::forward<F>(f)));
+    }
+    template <class F>
+    WsHandlers &on_writable(F &&f) & {
+        static_assert(std::is_invocable_v<std::decay_t<F> &, WsView>,
+                      "on_writable is called as f(tern::WsView)");
+        writable_ = Function<void(WsView)>(std::forward<F>(f));
+        return *this;
+    }
+    template <class F>
+    WsHandlers &&on_writable(F &&f) && {
+        return std::move(on_writable(std::forward<F>(f)));
+    }
+    template <class F>
+    WsHandlers &on_close(F &&f) & {
+        static_assert(std::is_invocable_v<std::decay_t<F> &, WsView, const WsCloseInfo &>,
+                      "on_close is called as f(tern::WsView, const tern::WsCloseInfo &)");
+        close_ = Function<void(WsView, const WsCloseInfo &)>(std::forward<F>(f));
+        return *this;
+    }
+    template <class F>
+    WsHandlers &&on_close(F &&f) && {
+        return std::move(on_close(std::forward<F>(f)));
+    }
+
+private:
+    friend struct detail::WsTrampolines;
+    friend class WebSocket;
+
+    Function<void(WsView, ResponseView)> open_;
+    Function<void(WsView, WsMessage, std::string_view)> message_;
+    Function<void(WsView)> writable_;
+    Function<void(WsView, const WsCloseInfo &)> close_;
+};
+
+namespace detail {
+
+/** user_data of one WebSocket: its handlers, deleted by `release` (once, after
+ *  on_close), or by connect when tern refused it. */
+struct WsBox {
+    explicit WsBox(WsHandlers h) noexcept : handlers(std::move(h)) {}
+    WsHandlers handlers;
+    Failure failure; // the first exception a callback threw
+};
+
+/** The C callbacks (tern_ws_callbacks' members have C++ linkage, as tern_callbacks').
+ *  They never let an exception out. */
+struct WsTrampolines {
+    static void fail(WsBox *box, const tern_ws *ws, std::exception_ptr e) noexcept {
+        box->failure.set(std::move(e));
+        (void)tern_ws_abort(ws); // on_close follows with CANCELED
+    }
+    static void open(void *user_data, const tern_ws *ws, const tern_response *head) noexcept {
+        auto *box = static_cast<WsBox *>(user_data);
+        if (box->failure.get()) return;
+        guarded([&] { box->handlers.open_(WsView(ws), ResponseView(head)); },
+                [&](std::exception_ptr e) { fail(box, ws, std::move(e)); });
+    }
+    static void message(void *user_data, const tern_ws *ws, std::uint32_t kind, const std::uint8_t *data,
+                        std::size_t len) noexcept {
+        auto *box = static_cast<WsBox *>(user_data);
+        if (box->failure.get()) return;
+        std::string_view msg(len != 0 ? reinterpret_cast<const char *>(data) : "", len);
+        guarded([&] { box->handlers.message_(WsView(ws), static_cast<WsMessage>(kind), msg); },
+                [&](std::exception_ptr e) { fail(box, ws, std::move(e)); });
+    }
+    static void writable(void *user_data, const tern_ws *ws) noexcept {
+        auto *box = static_cast<WsBox *>(user_data);
+        if (box->failure.get()) return;
+        guarded([&] { box->handlers.writable_(WsView(ws)); },
+                [&](std::exception_ptr e) { fail(box, ws, std::move(e)); });
+    }
+    static void close(void *user_data, const tern_ws *ws, const tern_ws_close_info *info) noexcept {
+        auto *box = static_cast<WsBox *>(user_data);
+        if (!box->handlers.close_) return;
+        guarded(
+            [&] {
+                WsCloseInfo ci;
+                ci.code = static_cast<Code>(info->code);
+                ci.message = view(info->message);
+                ci.close_code = info->close_code;
+                ci.clean = info->clean != 0;
+                ci.opened = info->opened != 0;
+                if (info->reason != nullptr) ci.reason = std::string_view(info->reason, info->reason_len);
+                if (info->response != nullptr) ci.response.emplace(info->response);
+                ci.callback_exception = box->failure.get();
+                box->handlers.close_(WsView(ws), ci);
+            },
+            [](std::exception_ptr) { /* nobody left to receive it */ });
+    }
+    static void release(void *user_data) noexcept {
+        delete static_cast<WsBox *>(user_data); // every capture destroyed here, exactly once
+    }
+};
+
+} // namespace detail
+
+/**
+ * One WebSocket, owned (tern_ws_free on destruction). Opened from a Session with
+ * `WebSocket::connect`, which returns at once; the outcome arrives in the handlers.
+ * Its methods are const and thread-safe (callbacks included). Destroying it abandons
+ * a socket still connecting (CANCELED) and closes an open one with 1000: on_close
+ * and the release of the handlers still follow, after the destructor (so what the
+ * handlers capture must outlive them, not just this object). Destroy it before its
+ * Session and Runtime.
+ */
+class WebSocket : public detail::WsAccess<WebSocket> {
+public:
+    WebSocket() noexcept = default;
+    /** Takes ownership of a handle from tern_session_ws_connect. */
+    explicit WebSocket(tern_ws *w) noexcept : w_(w) {}
+
+    /**
+     * Opens a WebSocket (ws://, wss://) with the session's proxy, TLS, DNS, cookies,
+     * default headers and delivery mode. An error Result means refused (bad URL or
+     * options, closed session): no handler runs and each is destroyed before this
+     * returns. Connect, TLS and handshake failures arrive in on_close.
+     */
+    static Result<WebSocket> connect(const Session &session, std::string_view url, WsHandlers handlers,
+                                     const WsOptions &options = WsOptions()) {
+        if (options.error()) return *options.error(); // handlers destroyed, uncalled
+        detail::CStr u(url);
+        if (!u.ok()) return detail::nul_error("WebSocket URL");
+        tern_ws_callbacks cb{};
+        cb.struct_size = sizeof(cb);
+        cb.on_close = &detail::WsTrampolines::close;
+        cb.on_open = handlers.open_ ? &detail::WsTrampolines::open : nullptr;
+        cb.on_message = handlers.message_ ? &detail::WsTrampolines::message : nullptr;
+        cb.on_writable = handlers.writable_ ? &detail::WsTrampolines::writable : nullptr;
+        cb.release = &detail::WsTrampolines::release;
+        auto box = std::make_unique<detail::WsBox>(std::move(handlers));
+        tern_ws *w = nullptr;
+        tern_error *err = nullptr;
+        tern_code code = tern_session_ws_connect(session.raw(), u.c_str(), options.raw(), &cb, box.get(), &w, &err);
+        if (code != TERN_CODE_OK) return detail::take_error(code, err); // tern calls nothing: box freed here
+        (void)box.release(); // tern's now: WsTrampolines::release frees it
+        return WebSocket(w);
+    }
+
+    const tern_ws *raw() const noexcept { return w_.get(); }
+    /** Gives up ownership: the caller frees it with tern_ws_free. */
+    tern_ws *release() noexcept { return w_.release(); }
+    /** Whether this holds a socket (false once moved from). */
+    explicit operator bool() const noexcept { return w_ != nullptr; }
+    /** A borrowed view of this socket (valid while this object holds it). */
+    WsView view() const noexcept { return WsView(w_.get()); }
+
+private:
+    std::unique_ptr<tern_ws, detail::WsDeleter> w_;
 };
 
 // ---------------------------------------------------------------------------------

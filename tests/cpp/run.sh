@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Tests include/tern.hpp, the C++17 interface: builds tests/cpp/tern_test.cpp and
-# examples-cpp/fetch.cpp with g++ and clang++ (when present; installed with apt when
-# missing and running as root), -std=c++17 -Wall -Wextra -Werror -pedantic plus
+# Tests include/tern.hpp, the C++17 interface: builds tests/cpp/tern_test.cpp,
+# tests/cpp/ws_test.cpp (the WebSocket classes) and examples-cpp/fetch.cpp with g++
+# and clang++ (when present; installed with apt when missing and running as root),
+# -std=c++17 -Wall -Wextra -Werror -pedantic plus
 # stricter warnings, under AddressSanitizer + LeakSanitizer + UndefinedBehaviorSanitizer,
 # with exceptions and with -fno-exceptions -fno-rtti, against target/debug/libtern.so,
 # and runs them against the local test servers.
@@ -10,6 +11,7 @@
 #
 # The servers: the TERN_TEST_* variables when already set, else target/testenv/env.sh
 # when its nginx answers, else `scripts/testenv.sh start` here (and `stop` on exit).
+# ws_test needs TERN_TEST_WS (the WebSocket peer) and fails without it.
 #
 # Environment:
 #   TERN_CPP_TESTS_NO_BUILD=1   do not run `cargo build` first
@@ -153,6 +155,14 @@ for cxx in "${compilers[@]}"; do
     build "$c: tern_test.cpp -fno-exceptions -fno-rtti (ASan+UBSan)" "$logs/build-$c-test-noexc.log" \
         "$cxx" "${std_warn[@]}" "${strict[@]}" "${san[@]}" -O0 -fno-exceptions -fno-rtti -I"$root/include" \
         tests/cpp/tern_test.cpp -o "$out/tern_test-noexc-$c" "${link[@]}"
+    build "$c: ws_test.cpp, C++20" "$logs/build-$c-ws-cxx20.log" \
+        "$cxx" -std=c++20 -Wall -Wextra -Werror -pedantic -I"$root/include" -fsyntax-only tests/cpp/ws_test.cpp
+    build "$c: ws_test.cpp (ASan+UBSan)" "$logs/build-$c-ws.log" \
+        "$cxx" "${std_warn[@]}" "${strict[@]}" "${san[@]}" "$opt" -I"$root/include" tests/cpp/ws_test.cpp \
+        -o "$out/ws_test-$c" "${link[@]}"
+    build "$c: ws_test.cpp -fno-exceptions -fno-rtti (ASan+UBSan)" "$logs/build-$c-ws-noexc.log" \
+        "$cxx" "${std_warn[@]}" "${strict[@]}" "${san[@]}" -O0 -fno-exceptions -fno-rtti -I"$root/include" \
+        tests/cpp/ws_test.cpp -o "$out/ws_test-noexc-$c" "${link[@]}"
     build "$c: examples-cpp/fetch.cpp (ASan+UBSan)" "$logs/build-$c-fetch.log" \
         "$cxx" "${std_warn[@]}" "${strict[@]}" "${san[@]}" "$opt" -I"$root/include" examples-cpp/fetch.cpp \
         -o "$out/fetch-$c" "${link[@]}"
@@ -223,6 +233,11 @@ for cxx in "${compilers[@]}"; do
         -- "$out/tern_test-$c"
     run "$c: tern_test -fno-exceptions -fno-rtti" 0 --grep '^tern_test \(no exceptions\): [0-9]+ checks; [0-9]+ passed, 0 failed$' \
         -- "$out/tern_test-noexc-$c"
+    # The WebSocket classes against scripts/ws_echo_server.py ($TERN_TEST_WS).
+    run "$c: ws_test" 0 --grep '^ws_test \(exceptions\): [0-9]+ checks; [0-9]+ passed, 0 failed$' \
+        -- "$out/ws_test-$c"
+    run "$c: ws_test -fno-exceptions -fno-rtti" 0 \
+        --grep '^ws_test \(no exceptions\): [0-9]+ checks; [0-9]+ passed, 0 failed$' -- "$out/ws_test-noexc-$c"
 
     run "$c: fetch https (h2, blocking)" 0 --grep '^HTTP/2\.0 200 ' --grep '^content-type: text/plain$' \
         --grep '^body: 13 bytes$' -- "$out/fetch-$c" -c "$CA" "$S/hello"
