@@ -366,62 +366,49 @@ where
                 }
             }
         }
-        // Boxed: the decoder's state is large and most bodies are not encoded.
-        Some(c) => total = Box::pin(decode_chunks(body, c, limits, counters, sink)).await?,
-    }
-    Ok(total)
-}
-
-/// Reads an encoded body through its decoder into `sink`; returns the decoded length.
-async fn decode_chunks<F>(
-    body: Incoming,
-    c: Coding,
-    limits: ReadLimits,
-    counters: &Counters,
-    mut sink: impl FnMut(Bytes) -> F + Send,
-) -> Result<u64>
-where
-    F: std::future::Future<Output = Result<()>> + Send,
-{
-    let over = |n: u64| limits.max_body != 0 && n > limits.max_body;
-    let mut total: u64 = 0;
-    let stream = BodyStream::new(body)
-        .try_filter_map(|f| {
-            let d = f.into_data().ok();
-            if let Some(d) = &d {
-                counters
-                    .received
-                    .fetch_add(d.len() as u64, Ordering::Relaxed);
-            }
-            std::future::ready(Ok(d))
-        })
-        .map_err(|e| std::io::Error::other(HyperIo(hyper_error(&e, "reading the response body"))));
-    let reader = BufReader::new(StreamReader::new(stream));
-    let mut dec: Box<dyn AsyncRead + Send + Unpin> = match c {
-        Coding::Gzip => Box::new(GzipDecoder::new(reader)),
-        Coding::Deflate => Box::new(ZlibDecoder::new(reader)),
-        Coding::Brotli => Box::new(BrotliDecoder::new(reader)),
-    };
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = with_read_timeout(limits.read_timeout, dec.read(&mut buf))
-            .await?
-            .map_err(
-                |e| match e.get_ref().and_then(|i| i.downcast_ref::<HyperIo>()) {
-                    Some(HyperIo(inner)) => inner.clone(),
-                    None => {
-                        Error::new(Code::Decoding, format!("cannot decode the {c:?} body: {e}"))
+        Some(c) => {
+            let stream = BodyStream::new(body)
+                .try_filter_map(|f| {
+                    let d = f.into_data().ok();
+                    if let Some(d) = &d {
+                        counters
+                            .received
+                            .fetch_add(d.len() as u64, Ordering::Relaxed);
                     }
-                },
-            )?;
-        if n == 0 {
-            break;
+                    std::future::ready(Ok(d))
+                })
+                .map_err(|e| {
+                    std::io::Error::other(HyperIo(hyper_error(&e, "reading the response body")))
+                });
+            let reader = BufReader::new(StreamReader::new(stream));
+            let mut dec: Box<dyn AsyncRead + Send + Unpin> = match c {
+                Coding::Gzip => Box::new(GzipDecoder::new(reader)),
+                Coding::Deflate => Box::new(ZlibDecoder::new(reader)),
+                Coding::Brotli => Box::new(BrotliDecoder::new(reader)),
+            };
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = with_read_timeout(limits.read_timeout, dec.read(&mut buf))
+                    .await?
+                    .map_err(
+                        |e| match e.get_ref().and_then(|i| i.downcast_ref::<HyperIo>()) {
+                            Some(HyperIo(inner)) => inner.clone(),
+                            None => Error::new(
+                                Code::Decoding,
+                                format!("cannot decode the {c:?} body: {e}"),
+                            ),
+                        },
+                    )?;
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
+                if over(total) {
+                    return Err(too_large(limits.max_body));
+                }
+                sink(Bytes::copy_from_slice(&buf[..n])).await?;
+            }
         }
-        total += n as u64;
-        if over(total) {
-            return Err(too_large(limits.max_body));
-        }
-        sink(Bytes::copy_from_slice(&buf[..n])).await?;
     }
     Ok(total)
 }
