@@ -10,7 +10,7 @@
  * the client-certificate check. Prints PASS/FAIL per test, then
  * "tern_test: N passed, M failed"; exits 1 when any failed.
  */
-#include "tern.hpp"
+#include "check.hpp"
 
 #include <poll.h>
 #include <unistd.h>
@@ -33,82 +33,9 @@
 #include <thread>
 #include <vector>
 
-using namespace std::chrono_literals;
-using tern::Code;
-
 // ---------------------------------------------------------------------------------
-// Checks (callable from any thread: callbacks check too)
+// Checks: check.hpp (CHECK, CHECK_EQ, CHECK_OK, CHECK_ERR, env, eventually)
 
-static std::atomic<int> g_checks{0};
-static std::atomic<int> g_failed_checks{0};
-static std::mutex g_print_lock;
-
-static void report(const char *file, int line, const std::string &what) {
-    g_failed_checks++;
-    std::lock_guard<std::mutex> guard(g_print_lock);
-    std::fprintf(stderr, "    %s:%d: %s\n", file, line, what.c_str());
-}
-
-template <class T>
-static std::string show(const T &v) {
-    std::ostringstream os;
-    if constexpr (std::is_same_v<T, Code>) {
-        os << tern::code_name(v);
-    } else if constexpr (std::is_enum_v<T>) {
-        os << static_cast<std::underlying_type_t<T>>(v);
-    } else if constexpr (std::is_convertible_v<const T &, std::string_view>) {
-        std::string_view s = v;
-        os << '"' << (s.size() > 80 ? std::string(s.substr(0, 80)) + "..." : std::string(s)) << '"';
-    } else if constexpr (std::is_same_v<T, std::optional<std::string_view>> ||
-                         std::is_same_v<T, std::optional<std::string>>) {
-        os << (v ? show(*v) : std::string("nullopt"));
-    } else {
-        os << v;
-    }
-    return os.str();
-}
-
-#define CHECK(cond)                                                                                          \
-    do {                                                                                                     \
-        g_checks++;                                                                                          \
-        if (!(cond)) report(__FILE__, __LINE__, "CHECK(" #cond ")");                                         \
-    } while (0)
-
-#define CHECK_EQ(a, b)                                                                                       \
-    do {                                                                                                     \
-        g_checks++;                                                                                          \
-        const auto &a_ = (a);                                                                                \
-        const auto &b_ = (b);                                                                                \
-        if (!(a_ == b_)) report(__FILE__, __LINE__, #a " == " #b ": " + show(a_) + " vs " + show(b_));       \
-    } while (0)
-
-/* A Result that must be OK: on an error, reports it (code and message). */
-#define CHECK_OK(result)                                                                                     \
-    do {                                                                                                     \
-        g_checks++;                                                                                          \
-        const auto &r_ = (result);                                                                           \
-        if (!r_.ok()) report(__FILE__, __LINE__, #result " failed: " + r_.error().to_string());              \
-    } while (0)
-
-/* A Result that must be an error of `want`, with a message. */
-#define CHECK_ERR(result, want)                                                                              \
-    do {                                                                                                     \
-        g_checks++;                                                                                          \
-        const auto &r_ = (result);                                                                           \
-        if (r_.ok()) {                                                                                       \
-            report(__FILE__, __LINE__, #result " succeeded, want " + show(want));                            \
-        } else if (r_.error().code() != (want) || r_.error().message().empty()) {                            \
-            report(__FILE__, __LINE__, #result ": " + r_.error().to_string() + ", want " + show(want));      \
-        }                                                                                                    \
-    } while (0)
-
-// ---------------------------------------------------------------------------------
-// Test environment and helpers
-
-static std::string env(const char *name) {
-    const char *v = std::getenv(name);
-    return v != nullptr ? v : "";
-}
 static const std::string H = env("TERN_TEST_HTTP");
 static const std::string S = env("TERN_TEST_HTTPS");
 static const std::string CA = env("TERN_TEST_CA");
@@ -131,17 +58,6 @@ static std::string pattern(std::size_t n) {
         s[i] = static_cast<char>(x & 0xff);
     }
     return s;
-}
-
-/* Polls `cond` until true or the deadline. */
-template <class F>
-static bool eventually(F cond, std::chrono::milliseconds limit = 20s) {
-    auto end = std::chrono::steady_clock::now() + limit;
-    while (!cond()) {
-        if (std::chrono::steady_clock::now() > end) return false;
-        std::this_thread::sleep_for(2ms);
-    }
-    return true;
 }
 
 /* Counts down to zero; wait_for says whether it got there in time. */

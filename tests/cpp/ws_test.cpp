@@ -11,7 +11,7 @@
  * "ws_test (exceptions|no exceptions): N checks; P passed, F failed"; exits 1 when
  * any failed.
  */
-#include "tern.hpp"
+#include "check.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -31,90 +31,10 @@
 #include <utility>
 #include <vector>
 
-using namespace std::chrono_literals;
-using tern::Code;
-
 // ---------------------------------------------------------------------------------
-// Checks (callable from any thread: callbacks check too)
+// Checks: check.hpp (CHECK, CHECK_EQ, CHECK_OK, CHECK_ERR, env, eventually)
 
-static std::atomic<int> g_checks{0};
-static std::atomic<int> g_failed_checks{0};
-static std::mutex g_print_lock;
-
-static void report(const char *file, int line, const std::string &what) {
-    g_failed_checks++;
-    std::lock_guard<std::mutex> guard(g_print_lock);
-    std::fprintf(stderr, "    %s:%d: %s\n", file, line, what.c_str());
-}
-
-template <class T>
-static std::string show(const T &v) {
-    std::ostringstream os;
-    if constexpr (std::is_same_v<T, Code>) {
-        os << tern::code_name(v);
-    } else if constexpr (std::is_enum_v<T>) {
-        os << static_cast<std::underlying_type_t<T>>(v);
-    } else if constexpr (std::is_convertible_v<const T &, std::string_view>) {
-        std::string_view s = v;
-        os << '"' << (s.size() > 80 ? std::string(s.substr(0, 80)) + "..." : std::string(s)) << '"';
-    } else {
-        os << v;
-    }
-    return os.str();
-}
-
-#define CHECK(cond)                                                                                          \
-    do {                                                                                                     \
-        g_checks++;                                                                                          \
-        if (!(cond)) report(__FILE__, __LINE__, "CHECK(" #cond ")");                                         \
-    } while (0)
-
-#define CHECK_EQ(a, b)                                                                                       \
-    do {                                                                                                     \
-        g_checks++;                                                                                          \
-        const auto &a_ = (a);                                                                                \
-        const auto &b_ = (b);                                                                                \
-        if (!(a_ == b_)) report(__FILE__, __LINE__, #a " == " #b ": " + show(a_) + " vs " + show(b_));       \
-    } while (0)
-
-#define CHECK_OK(result)                                                                                     \
-    do {                                                                                                     \
-        g_checks++;                                                                                          \
-        const auto &r_ = (result);                                                                           \
-        if (!r_.ok()) report(__FILE__, __LINE__, #result " failed: " + r_.error().to_string());              \
-    } while (0)
-
-/* A Result that must be an error of `want`, with a message. */
-#define CHECK_ERR(result, want)                                                                              \
-    do {                                                                                                     \
-        g_checks++;                                                                                          \
-        const auto &r_ = (result);                                                                           \
-        if (r_.ok()) {                                                                                       \
-            report(__FILE__, __LINE__, #result " succeeded, want " + show(want));                            \
-        } else if (r_.error().code() != (want) || r_.error().message().empty()) {                            \
-            report(__FILE__, __LINE__, #result ": " + r_.error().to_string() + ", want " + show(want));      \
-        }                                                                                                    \
-    } while (0)
-
-// ---------------------------------------------------------------------------------
-// Environment and helpers
-
-static std::string env(const char *name) {
-    const char *v = std::getenv(name);
-    return v != nullptr ? v : "";
-}
 static const std::string WS = env("TERN_TEST_WS");
-
-/* Polls `cond` until true or the deadline. */
-template <class F>
-static bool eventually(F cond, std::chrono::milliseconds limit = 20s) {
-    auto end = std::chrono::steady_clock::now() + limit;
-    while (!cond()) {
-        if (std::chrono::steady_clock::now() > end) return false;
-        std::this_thread::sleep_for(2ms);
-    }
-    return true;
-}
 
 /* What a socket's handlers saw, shared with the test (which outlives the handlers).
  * Each socket's callbacks run one at a time, but the test reads from its own thread:
