@@ -8,7 +8,7 @@ mod task;
 
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -192,6 +192,10 @@ pub struct WsShared {
     buffered: AtomicU64,
     limit: u64,
     want_writable: AtomicBool,
+    /// Held while the state is checked and a message or close frame is queued, and
+    /// while the state leaves OPEN: a send either goes ahead of the close frame or is
+    /// refused, never behind it.
+    gate: Mutex<()>,
     data_tx: mpsc::UnboundedSender<Out>,
     ctl_tx: mpsc::UnboundedSender<Ctl>,
     subprotocol: OnceLock<Option<CString>>,
@@ -220,6 +224,7 @@ impl WebSocket {
             buffered: AtomicU64::new(0),
             limit: limit.max(1),
             want_writable: AtomicBool::new(false),
+            gate: Mutex::new(()),
             data_tx,
             ctl_tx,
             subprotocol: OnceLock::new(),
@@ -267,9 +272,23 @@ impl WebSocket {
     /// follows once the queue has drained to half; a message larger than the queue is
     /// taken when the queue is empty.
     pub fn send(&self, kind: MsgKind, data: Bytes) -> Result<()> {
-        self.check_sendable()?;
         let s = &*self.0;
         let len = data.len() as u64;
+        // Checked before the count is touched: a refused text must not move it.
+        let msg = match kind {
+            MsgKind::Binary => Message::Binary(data),
+            MsgKind::Text => match tungstenite::Utf8Bytes::try_from(data) {
+                Ok(t) => Message::Text(t),
+                Err(_) => {
+                    return Err(Error::new(
+                        Code::InvalidArgument,
+                        "a text message must be valid UTF-8",
+                    ))
+                }
+            },
+        };
+        let _gate = self.gate();
+        self.check_sendable()?;
         let mut cur = s.buffered.load(Ordering::Acquire);
         loop {
             if cur > 0 && cur.saturating_add(len) > s.limit {
@@ -299,24 +318,49 @@ impl WebSocket {
                 Err(v) => cur = v,
             }
         }
-        let msg = match kind {
-            MsgKind::Binary => Message::Binary(data),
-            MsgKind::Text => match tungstenite::Utf8Bytes::try_from(data) {
-                Ok(t) => Message::Text(t),
-                Err(_) => {
-                    s.buffered.fetch_sub(len, Ordering::AcqRel);
-                    return Err(Error::new(
-                        Code::InvalidArgument,
-                        "a text message must be valid UTF-8",
-                    ));
-                }
-            },
-        };
         if s.data_tx.send(Out::Msg(msg, len)).is_err() {
+            // The task has ended: nothing will be written again.
             s.buffered.fetch_sub(len, Ordering::AcqRel);
             return Err(Error::new(Code::InvalidState, "the WebSocket is closed"));
         }
         Ok(())
+    }
+
+    /// The lock that orders sends against the state leaving OPEN.
+    pub(crate) fn gate(&self) -> MutexGuard<'_, ()> {
+        self.0.gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// OPEN -> CLOSING with `frame` queued behind the caller's messages, under the
+    /// gate; false when the socket was not open.
+    pub(crate) fn start_close(&self, frame: Option<CloseFrame>) -> bool {
+        let _gate = self.gate();
+        let s = &*self.0;
+        if s.state
+            .compare_exchange(OPEN, CLOSING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        let _ = s.data_tx.send(Out::Close(frame));
+        true
+    }
+
+    /// CONNECTING or OPEN -> CLOSING, under the gate: no send is accepted after this.
+    pub(crate) fn mark_closing(&self) {
+        let _gate = self.gate();
+        let s = &self.0.state;
+        if s.load(Ordering::Acquire) < CLOSING {
+            s.store(CLOSING, Ordering::Release);
+        }
+    }
+
+    /// The socket has ended (under the gate): no send is accepted, and the messages
+    /// that were queued and never written no longer count.
+    pub(crate) fn mark_closed(&self) {
+        let _gate = self.gate();
+        self.0.state.store(CLOSED, Ordering::Release);
+        self.0.buffered.store(0, Ordering::Release);
     }
 
     /// Sends a ping (at most 125 bytes) ahead of queued messages.
@@ -344,25 +388,24 @@ impl WebSocket {
     pub fn close(&self, code: Option<u16>, reason: &str) -> Result<()> {
         self.0.rt.check_usable()?;
         let s = &*self.0;
-        if s.state
-            .compare_exchange(CONNECTING, CLOSING, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
         {
-            self.control(Ctl::Abort(Error::new(
-                Code::Canceled,
-                "the WebSocket was closed before it opened",
-            )));
-            return Ok(());
+            let _gate = self.gate();
+            if s.state
+                .compare_exchange(CONNECTING, CLOSING, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                self.control(Ctl::Abort(Error::new(
+                    Code::Canceled,
+                    "the WebSocket was closed before it opened",
+                )));
+                return Ok(());
+            }
         }
-        if s.state
-            .compare_exchange(OPEN, CLOSING, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            let frame = code.map(|c| CloseFrame {
-                code: CloseCode::from(c),
-                reason: reason.into(),
-            });
-            let _ = s.data_tx.send(Out::Close(frame));
+        let frame = code.map(|c| CloseFrame {
+            code: CloseCode::from(c),
+            reason: reason.into(),
+        });
+        if self.start_close(frame) {
             self.control(Ctl::CloseStarted);
         }
         Ok(())
@@ -392,6 +435,13 @@ impl WebSocket {
         }
         let now = s.buffered.fetch_sub(n, Ordering::AcqRel) - n;
         now <= s.limit / 2 && s.want_writable.swap(false, Ordering::SeqCst)
+    }
+
+    /// Messages left in the queue after the close frame, never to be written.
+    fn discarded(&self, n: u64) {
+        if n > 0 {
+            self.0.buffered.fetch_sub(n, Ordering::AcqRel);
+        }
     }
 }
 

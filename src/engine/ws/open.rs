@@ -8,7 +8,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
@@ -35,6 +35,9 @@ pub struct Opened {
 
 /// A failed open: why, and the response head when one arrived.
 pub type OpenError = (Error, Option<Response>);
+
+/// How much of a refused upgrade's body is kept.
+const REFUSAL_BODY_MAX: usize = 64 * 1024;
 
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -85,6 +88,57 @@ fn has_token(h: &HeaderMap, name: HeaderName, token: &str) -> bool {
 
 fn handshake_error(msg: impl Into<String>, head: Response) -> OpenError {
     (Error::new(Code::WsHandshake, msg), Some(head))
+}
+
+/// The part of the open after the connect, bounded by one handshake deadline.
+async fn until<T>(
+    deadline: Option<(tokio::time::Instant, Duration)>,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    match deadline {
+        Some((at, d)) => tokio::time::timeout_at(at, fut).await.unwrap_or_else(|_| {
+            Err(Error::new(
+                Code::TimeoutRead,
+                format!(
+                    "the WebSocket handshake took longer than {} ms ({what})",
+                    d.as_millis()
+                ),
+            ))
+        }),
+        None => fut.await,
+    }
+}
+
+/// Reads up to `cap` bytes of a refusal's body, until the deadline: the start of a
+/// longer body is kept, and what came before a time-out or an error too.
+async fn body_start(
+    body: hyper::body::Incoming,
+    cap: usize,
+    deadline: Option<(tokio::time::Instant, Duration)>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let read = async {
+        let mut body = std::pin::pin!(body);
+        while out.len() < cap {
+            match body.frame().await {
+                Some(Ok(f)) => {
+                    if let Ok(d) = f.into_data() {
+                        let n = d.len().min(cap - out.len());
+                        out.extend_from_slice(&d[..n]);
+                    }
+                }
+                _ => break,
+            }
+        }
+    };
+    match deadline {
+        Some((at, _)) => {
+            let _ = tokio::time::timeout_at(at, read).await;
+        }
+        None => read.await,
+    }
+    out
 }
 
 async fn with_timeout<T>(
@@ -229,14 +283,23 @@ pub async fn open(
     head.timings.connect = st.timings.connect;
     head.timings.tls = st.timings.tls;
 
+    // One deadline from here to the upgraded stream: hyper's handshake, the request,
+    // the answer, a refusal's body and the upgrade.
+    let deadline = spec
+        .handshake_timeout
+        .map(|d| (tokio::time::Instant::now() + d, d));
     let key = new_key().map_err(|e| (e, None))?;
     let headers = request_headers(s, spec, &key, &http).map_err(|e| (e, None))?;
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .title_case_headers(true)
-        .max_buf_size(s.cfg.max_header_size.max(8192))
-        .handshake::<_, Empty<Bytes>>(TokioIo::new(st.io))
-        .await
-        .map_err(|e| (body::hyper_error(&e, "WebSocket handshake"), None))?;
+    let (mut sender, conn) = until(deadline, "starting HTTP/1.1", async {
+        hyper::client::conn::http1::Builder::new()
+            .title_case_headers(true)
+            .max_buf_size(s.cfg.max_header_size.max(8192))
+            .handshake::<_, Empty<Bytes>>(TokioIo::new(st.io))
+            .await
+            .map_err(|e| body::hyper_error(&e, "WebSocket handshake"))
+    })
+    .await
+    .map_err(|e| (e, None))?;
     let driver = tokio::spawn(conn.with_upgrades());
     let pq = match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
@@ -253,17 +316,12 @@ pub async fn open(
     })?;
     *req.headers_mut() = headers;
     let sent = Instant::now();
-    let resp = with_timeout(
-        spec.handshake_timeout,
-        Code::TimeoutRead,
-        "waiting for the upgrade response",
-        async {
-            sender
-                .send_request(req)
-                .await
-                .map_err(|e| body::hyper_error(&e, "WebSocket handshake"))
-        },
-    )
+    let resp = until(deadline, "waiting for the upgrade response", async {
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| body::hyper_error(&e, "WebSocket handshake"))
+    })
     .await
     .map_err(|e| {
         driver.abort();
@@ -283,18 +341,10 @@ pub async fn open(
         .collect();
     if status != StatusCode::SWITCHING_PROTOCOLS {
         // Keep (the start of) the refusal's body: it often says why.
-        let body = Limited::new(resp.into_body(), 64 * 1024).collect();
-        if let Ok(Ok(b)) = tokio::time::timeout(
-            spec.handshake_timeout.unwrap_or(Duration::from_secs(30)),
-            body,
-        )
-        .await
-        {
-            let b = b.to_bytes();
-            head.body_len = b.len();
-            head.body = b.to_vec();
-            head.body.push(0);
-        }
+        let b = body_start(resp.into_body(), REFUSAL_BODY_MAX, deadline).await;
+        head.body_len = b.len();
+        head.body = b;
+        head.body.push(0);
         driver.abort();
         head.timings.total = start.elapsed();
         let msg = format!(
@@ -351,11 +401,15 @@ pub async fn open(
             Some(p)
         }
     };
-    let upgraded = hyper::upgrade::on(resp).await.map_err(|e| {
-        (
-            Error::new(Code::WsHandshake, format!("the upgrade failed: {e}")),
-            None,
-        )
+    let upgraded = until(deadline, "the upgrade", async {
+        hyper::upgrade::on(resp)
+            .await
+            .map_err(|e| Error::new(Code::WsHandshake, format!("the upgrade failed: {e}")))
+    })
+    .await
+    .map_err(|e| {
+        driver.abort();
+        (e, None)
     })?;
     let cfg = WebSocketConfig::default()
         .read_buffer_size(16 * 1024)

@@ -25,7 +25,7 @@ use crate::engine::response::Response;
 use crate::engine::session::{post_serial, SessionInner};
 use crate::engine::ws::open::{open, WsStream};
 use crate::engine::ws::{
-    CloseInfo, Ctl, MsgKind, Out, WebSocket, WsCallbacks, WsSpec, CLOSED, CLOSING, CONNECTING, OPEN,
+    CloseInfo, Ctl, MsgKind, Out, WebSocket, WsCallbacks, WsSpec, CONNECTING, OPEN,
 };
 use crate::log;
 
@@ -97,7 +97,7 @@ struct CloseGuard {
 
 impl CloseGuard {
     fn finish(&mut self, mut info: CloseInfo) {
-        self.ws.0.state.store(CLOSED, Ordering::Release);
+        self.ws.mark_closed();
         self.session.ws_finished(self.ws.id());
         info.opened = self.opened;
         log::debug!(
@@ -206,8 +206,9 @@ async fn socket_main(
         }
     };
     // An abort that raced the socket's own failure (its connection dropped by that
-    // very abort) is the outcome.
-    if info.error.is_some() && !info.clean {
+    // very abort) is the outcome; a failure of another kind (a close frame tern sent,
+    // a refused upgrade, a time-out) stays.
+    if !info.clean && info.error.as_ref().is_some_and(|e| dropped(e.code)) {
         while let Ok(c) = ctl_rx.try_recv() {
             if let Ctl::Abort(e) = c {
                 if info.code() != e.code {
@@ -219,6 +220,15 @@ async fn socket_main(
         }
     }
     guard.finish(info);
+}
+
+/// Whether `code` says the connection itself went away (what an abort racing the
+/// socket's end would cause).
+fn dropped(code: Code) -> bool {
+    matches!(
+        code,
+        Code::WsClosedAbnormally | Code::ConnectionReset | Code::Connect
+    )
 }
 
 /// Maps a read error to (error, the close code to send and report, whether to send it).
@@ -301,7 +311,10 @@ fn close_frame(code: u16, reason: &str) -> Message {
 }
 
 enum WriterEnd {
-    CloseSent,
+    /// A close frame ended the writer: `Some(code)` when it was written with that
+    /// code, `None` when it went without a code or was not written (the peer closed
+    /// first).
+    CloseSent(Option<u16>),
     Idle,
     Failed(WsError),
 }
@@ -310,26 +323,49 @@ type Sink = SplitSink<WsStream, Message>;
 
 /// Writes pings and close frames first, then the caller's messages in order; flushes
 /// when nothing more waits (or every 64 KiB) and gives the written bytes back to the
-/// send queue's count. Ends after a close frame.
+/// send queue's count. Ends after a close frame, giving back the count of the messages
+/// still queued (they are never written).
 async fn write_loop(
-    mut sink: Sink,
+    sink: Sink,
     mut data: mpsc::UnboundedReceiver<Out>,
-    mut prio: mpsc::UnboundedReceiver<Message>,
+    prio: mpsc::UnboundedReceiver<Message>,
     post: Post,
+) -> WriterEnd {
+    let end = write_until_close(sink, &mut data, prio, &post).await;
+    if let WriterEnd::CloseSent(_) = end {
+        // Every send accepted before the state left OPEN was queued before the close
+        // frame that made it leave (the gate), so nothing arrives after this.
+        let mut left = 0;
+        while let Ok(o) = data.try_recv() {
+            if let Out::Msg(_, n) = o {
+                left += n;
+            }
+        }
+        post.ws.discarded(left);
+    }
+    end
+}
+
+async fn write_until_close(
+    mut sink: Sink,
+    data: &mut mpsc::UnboundedReceiver<Out>,
+    mut prio: mpsc::UnboundedReceiver<Message>,
+    post: &Post,
 ) -> WriterEnd {
     let mut unflushed = 0u64;
     loop {
-        let (msg, len, last) = tokio::select! {
+        let (msg, len) = tokio::select! {
             biased;
-            Some(m) = prio.recv() => {
-                let c = matches!(m, Message::Close(_));
-                (m, 0, c)
-            }
+            Some(m) = prio.recv() => (m, 0),
             Some(o) = data.recv() => match o {
-                Out::Msg(m, n) => (m, n, false),
-                Out::Close(f) => (Message::Close(f), 0, true),
+                Out::Msg(m, n) => (m, n),
+                Out::Close(f) => (Message::Close(f), 0),
             },
             else => return WriterEnd::Idle,
+        };
+        let close = match &msg {
+            Message::Close(f) => Some(f.as_ref().map(|f| u16::from(f.code))),
+            _ => None,
         };
         match sink.feed(msg).await {
             Ok(()) => {}
@@ -338,15 +374,18 @@ async fn write_loop(
                 if post.ws.written(len) {
                     post.writable();
                 }
-                if last {
-                    return WriterEnd::CloseSent;
+                if close.is_some() {
+                    if post.ws.written(unflushed) {
+                        post.writable();
+                    }
+                    return WriterEnd::CloseSent(None);
                 }
                 continue;
             }
             Err(e) => return WriterEnd::Failed(e),
         }
         unflushed += len;
-        if last || unflushed >= 64 * 1024 || (prio.is_empty() && data.is_empty()) {
+        if close.is_some() || unflushed >= 64 * 1024 || (prio.is_empty() && data.is_empty()) {
             if let Err(e) = sink.flush().await {
                 if !matches!(e, WsError::ConnectionClosed) {
                     return WriterEnd::Failed(e);
@@ -357,8 +396,8 @@ async fn write_loop(
             }
             unflushed = 0;
         }
-        if last {
-            return WriterEnd::CloseSent;
+        if let Some(code) = close {
+            return WriterEnd::CloseSent(code);
         }
     }
 }
@@ -376,13 +415,61 @@ struct St {
     last_rx: Instant,
     ping_due: Option<Instant>,
     pong_deadline: Option<Instant>,
+    /// The close time-out, from tern's close frame written or the peer's received.
     close_deadline: Option<Instant>,
+    /// The bound on writing tern's close frame (the messages queued before it go
+    /// first): the close time-out again, from the close call.
+    drain_deadline: Option<Instant>,
+    /// Since when reading has waited for the caller's poll (queued delivery): the
+    /// deadlines wait too, and move on by the pause when it ends.
+    paused_since: Option<Instant>,
     /// The peer's close frame, once it came (`Some(None)`: one without a code).
     peer_close: Option<Option<CloseFrame>>,
-    /// The outcome when the closing handshake completes (SHUTDOWN for a session
-    /// close, TIMEOUT_READ for the receive time-out); `None` = OK.
+    /// Why tern is closing (SHUTDOWN for a session close, TIMEOUT_READ for the
+    /// receive time-out): the outcome of the closing handshake, clean or not; `None`
+    /// = OK.
     outcome: Option<Error>,
     writer_done: bool,
+}
+
+impl St {
+    /// An unclean end: why tern was closing, when it was, or else `e`.
+    fn fail(&mut self, e: Error) -> CloseInfo {
+        CloseInfo::failed(self.outcome.take().unwrap_or(e))
+    }
+
+    /// Whether the close or pong deadline has passed (checked before every wait, so
+    /// a peer that keeps streaming cannot starve them).
+    fn expired(&self, now: Instant) -> bool {
+        self.paused_since.is_none()
+            && (self.close_deadline.is_some_and(|d| d <= now)
+                || (!self.writer_done && self.drain_deadline.is_some_and(|d| d <= now))
+                || self.pong_deadline.is_some_and(|d| d <= now))
+    }
+
+    /// Notes a pause of reading, or moves the deadlines on by the pause that ended.
+    fn pause(&mut self, paused: bool, now: Instant) {
+        match (paused, self.paused_since) {
+            (true, None) => self.paused_since = Some(now),
+            (false, Some(since)) => {
+                let d = now - since;
+                for t in [
+                    &mut self.ping_due,
+                    &mut self.pong_deadline,
+                    &mut self.close_deadline,
+                    &mut self.drain_deadline,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    *t += d;
+                }
+                self.last_rx += d;
+                self.paused_since = None;
+            }
+            _ => {}
+        }
+    }
 }
 
 async fn run(
@@ -456,6 +543,8 @@ async fn run(
         ping_due: spec.heartbeat.map(|h| now + h),
         pong_deadline: None,
         close_deadline: None,
+        drain_deadline: None,
+        paused_since: None,
         peer_close: None,
         outcome: None,
         writer_done: false,
@@ -463,14 +552,19 @@ async fn run(
     let close_timeout = spec.close_timeout;
     let mut info = loop {
         let paused = post.paused();
-        let deadline = next_deadline(&st, &spec, paused);
-        let ev = tokio::select! {
-            biased;
-            c = ctl.recv() => Ev::Ctl(c),
-            w = &mut writer, if !st.writer_done => Ev::Writer(w),
-            m = stream.next(), if !paused => Ev::Read(m),
-            _ = post.room.notified(), if paused => Ev::Room,
-            _ = sleep_until(deadline), if deadline.is_some() => Ev::Timer,
+        st.pause(paused, Instant::now());
+        let ev = if st.expired(Instant::now()) {
+            Ev::Timer
+        } else {
+            let deadline = next_deadline(&st, &spec, paused);
+            tokio::select! {
+                biased;
+                c = ctl.recv() => Ev::Ctl(c),
+                w = &mut writer, if !st.writer_done => Ev::Writer(w),
+                m = stream.next(), if !paused => Ev::Read(m),
+                _ = post.room.notified(), if paused => Ev::Room,
+                _ = sleep_until(deadline), if deadline.is_some() => Ev::Timer,
+            }
         };
         let now = Instant::now();
         match ev {
@@ -480,29 +574,27 @@ async fn run(
                 let _ = prio_tx.send(Message::Ping(p));
             }
             Ev::Ctl(Some(Ctl::CloseStarted)) => {
-                st.close_deadline.get_or_insert(now + close_timeout);
+                st.drain_deadline.get_or_insert(now + close_timeout);
             }
             Ev::Ctl(Some(Ctl::Abort(e))) => break CloseInfo::failed(e),
             Ev::Ctl(Some(Ctl::GoingAway)) => {
-                if ws
-                    .0
-                    .state
-                    .compare_exchange(OPEN, CLOSING, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
-                {
+                if ws.start_close(Some(CloseFrame {
+                    code: CloseCode::Away,
+                    reason: "going away".into(),
+                })) {
                     st.outcome = Some(Error::new(
                         Code::Shutdown,
                         "the session was closed (the WebSocket closed with 1001)",
                     ));
-                    let _ = ws.0.data_tx.send(Out::Close(Some(CloseFrame {
-                        code: CloseCode::Away,
-                        reason: "going away".into(),
-                    })));
-                    st.close_deadline.get_or_insert(now + close_timeout);
+                    st.drain_deadline.get_or_insert(now + close_timeout);
                 }
             }
-            Ev::Writer(WriterEnd::Failed(e)) => break CloseInfo::failed(write_error(e)),
-            Ev::Writer(WriterEnd::CloseSent) => {
+            Ev::Writer(WriterEnd::Failed(e)) if st.peer_close.is_some() && connection_gone(&e) => {
+                // As for reads: both close frames went, then the connection ended.
+                break clean_end(&mut st);
+            }
+            Ev::Writer(WriterEnd::Failed(e)) => break st.fail(write_error(e)),
+            Ev::Writer(WriterEnd::CloseSent(_)) => {
                 st.writer_done = true;
                 st.close_deadline.get_or_insert(now + close_timeout);
             }
@@ -519,59 +611,61 @@ async fn run(
                     // tungstenite queued the pong; it goes out with the next read.
                     Message::Ping(_) | Message::Pong(_) => {}
                     Message::Close(f) => {
-                        let _ = ws.0.state.compare_exchange(
-                            OPEN,
-                            CLOSING,
-                            Ordering::AcqRel,
-                            Ordering::Acquire,
-                        );
+                        ws.mark_closing();
                         st.peer_close = Some(f);
                         st.close_deadline.get_or_insert(now + close_timeout);
                     }
                     Message::Frame(_) => {}
                 }
             }
-            Ev::Read(Some(Err(e)))
-                if st.peer_close.is_some()
-                    && matches!(
-                        e,
-                        WsError::Io(_)
-                            | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
-                    ) =>
-            {
+            Ev::Read(Some(Err(e))) if st.peer_close.is_some() && connection_gone(&e) => {
                 // Both close frames went; the connection then ended without TLS
                 // close_notify or with a reset: the exchange itself completed.
                 break clean_end(&mut st);
             }
             Ev::Read(Some(Err(e))) => {
                 let (err, code, send) = read_error(e);
+                // The code is reported as sent only when this close frame went out;
+                // otherwise (the writer had ended, the peer had closed, it did not go
+                // within a second) no frame of ours said it: 1006.
+                let mut close_code = 1006;
                 if send {
-                    ws.0.state.store(CLOSING, Ordering::Release);
+                    ws.mark_closing();
                     let reason = match code {
                         1009 => "message too big",
                         1007 => "invalid UTF-8",
                         _ => "protocol error",
                     };
-                    let _ = prio_tx.send(close_frame(code, reason));
-                    // The writer gets a moment to send the close frame.
-                    if !st.writer_done {
-                        let _ = tokio::time::timeout(Duration::from_secs(1), &mut writer).await;
+                    if !st.writer_done && st.peer_close.is_none() {
+                        let _ = prio_tx.send(close_frame(code, reason));
+                        // The writer gets a moment to send the close frame.
+                        let w = tokio::time::timeout(Duration::from_secs(1), &mut writer).await;
+                        if let Ok(WriterEnd::CloseSent(Some(c))) = w {
+                            if c == code {
+                                close_code = code;
+                            }
+                        }
                     }
+                }
+                if let Some(why) = st.outcome.take() {
+                    break CloseInfo::failed(why);
                 }
                 break CloseInfo {
                     error: Some(err),
-                    close_code: code,
+                    close_code,
                     ..Default::default()
                 };
             }
             Ev::Timer => {
-                if st.close_deadline.is_some_and(|d| d <= now) {
+                let closing = st.close_deadline.is_some_and(|d| d <= now)
+                    || (!st.writer_done && st.drain_deadline.is_some_and(|d| d <= now));
+                if closing {
                     if st.peer_close.is_some() {
                         // Both close frames went (tungstenite answers the peer's
                         // itself); the server kept TCP open.
                         break clean_end(&mut st);
                     }
-                    break CloseInfo::failed(Error::new(
+                    break st.fail(Error::new(
                         Code::TimeoutClose,
                         format!(
                             "the closing handshake did not finish within {} ms",
@@ -580,12 +674,12 @@ async fn run(
                     ));
                 }
                 if st.pong_deadline.is_some_and(|d| d <= now) {
-                    break CloseInfo::failed(Error::new(
+                    break st.fail(Error::new(
                         Code::TimeoutHeartbeat,
                         "no pong arrived within half the heartbeat interval",
                     ));
                 }
-                if paused || st.close_deadline.is_some() {
+                if paused || st.close_deadline.is_some() || st.drain_deadline.is_some() {
                     continue;
                 }
                 if let (Some(due), Some(every)) = (st.ping_due, spec.heartbeat) {
@@ -599,13 +693,13 @@ async fn run(
                 }
                 if let Some(rt) = spec.receive_timeout {
                     if st.last_rx + rt <= now {
-                        ws.0.state.store(CLOSING, Ordering::Release);
+                        ws.mark_closing();
                         st.outcome = Some(Error::new(
                             Code::TimeoutRead,
                             format!("nothing was received for {} ms", rt.as_millis()),
                         ));
                         let _ = prio_tx.send(close_frame(1001, "receive timeout"));
-                        st.close_deadline = Some(now + close_timeout);
+                        st.drain_deadline = Some(now + close_timeout);
                     }
                 }
             }
@@ -615,6 +709,18 @@ async fn run(
         info.response = Some(head_copy);
     }
     info
+}
+
+/// Whether a read or write error says the connection ended (after the peer's close
+/// frame, a clean end).
+fn connection_gone(e: &WsError) -> bool {
+    matches!(
+        e,
+        WsError::Io(_)
+            | WsError::ConnectionClosed
+            | WsError::AlreadyClosed
+            | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+    )
 }
 
 /// The end of a completed closing handshake: the peer's code and reason.
@@ -641,11 +747,16 @@ fn clean_end(st: &mut St) -> CloseInfo {
 }
 
 fn next_deadline(st: &St, spec: &WsSpec, paused: bool) -> Option<Instant> {
-    let mut d = [st.close_deadline, st.pong_deadline]
+    if paused {
+        // Every deadline waits for the caller's poll (St::pause moves them on).
+        return None;
+    }
+    let drain = st.drain_deadline.filter(|_| !st.writer_done);
+    let mut d = [st.close_deadline, drain, st.pong_deadline]
         .into_iter()
         .flatten()
         .min();
-    if !paused && st.close_deadline.is_none() {
+    if st.close_deadline.is_none() && st.drain_deadline.is_none() {
         let more = [st.ping_due, spec.receive_timeout.map(|r| st.last_rx + r)];
         for x in more.into_iter().flatten() {
             d = Some(d.map_or(x, |d: Instant| d.min(x)));
