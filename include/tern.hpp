@@ -823,29 +823,60 @@ private:
 // ---------------------------------------------------------------------------------
 // SessionOptions
 
-/**
- * Options for Session::create, one fluent setter per tern_session_options_* call
- * (the `set_` dropped; `add_` kept where values accumulate). Strings may be any
- * std::string_view (copied; an inner NUL byte is an INVALID_ARGUMENT error).
- */
-class SessionOptions {
+namespace detail {
+/** What SessionOptions and WsOptions share: the handle, made by `make`, and the first
+ *  error a setter met, kept for whatever consumes the options to report. */
+template <class Derived, class Handle, class Deleter>
+class OptionsBuilder {
 public:
-    SessionOptions() {
-        tern_session_options *o = nullptr;
+    /** The first error a setter met, if any. */
+    const std::optional<Error> &error() const noexcept { return error_; }
+    bool ok() const noexcept { return !error_.has_value(); }
+    const Handle *raw() const noexcept { return o_.get(); }
+    Handle *raw() noexcept { return o_.get(); }
+
+protected:
+    explicit OptionsBuilder(tern_code (*make)(Handle **, tern_error **)) {
+        Handle *o = nullptr;
         tern_error *err = nullptr;
-        tern_code code = tern_session_options_new(&o, &err);
+        tern_code code = make(&o, &err);
         if (code != TERN_CODE_OK) {
             error_ = detail::take_error(code, err);
         } else {
             o_.reset(o);
         }
     }
+    Derived &fail(Error e) {
+        if (!error_) error_ = std::move(e);
+        return static_cast<Derived &>(*this);
+    }
+    /** Runs one setter unless an error came before; `strings_ok` false means a string
+     *  argument held a NUL (reported as INVALID_ARGUMENT naming `what`). */
+    template <class F>
+    Derived &apply(bool strings_ok, const char *what, F &&call) {
+        if (error_) return static_cast<Derived &>(*this);
+        if (!strings_ok) return fail(detail::nul_error(what));
+        tern_error *err = nullptr;
+        tern_code code = call(o_.get(), &err); // a NULL handle: NULL_ARGUMENT from tern
+        if (code != TERN_CODE_OK) error_ = detail::take_error(code, err);
+        return static_cast<Derived &>(*this);
+    }
 
-    /** The first error a setter met, if any. */
-    const std::optional<Error> &error() const noexcept { return error_; }
-    bool ok() const noexcept { return !error_.has_value(); }
-    const tern_session_options *raw() const noexcept { return o_.get(); }
-    tern_session_options *raw() noexcept { return o_.get(); }
+    std::unique_ptr<Handle, Deleter> o_;
+    std::optional<Error> error_;
+};
+} // namespace detail
+
+/**
+ * Options for Session::create, one fluent setter per tern_session_options_* call
+ * (the `set_` dropped; `add_` kept where values accumulate). Strings may be any
+ * std::string_view (copied; an inner NUL byte is an INVALID_ARGUMENT error).
+ */
+class SessionOptions
+    : public detail::OptionsBuilder<SessionOptions, tern_session_options, detail::OptionsDeleter> {
+public:
+    SessionOptions()
+        : OptionsBuilder([](tern_session_options **o, tern_error **e) { return tern_session_options_new(o, e); }) {}
 
     /** Adds a header sent with every request (after earlier values of that name). */
     SessionOptions &header(std::string_view name, std::string_view value) & {
@@ -1102,23 +1133,6 @@ public:
     }
     TERN_HPP_RVALUE_SETTER(SessionOptions, cookie_jar, (bool on), (on))
 
-private:
-    SessionOptions &fail(Error e) {
-        if (!error_) error_ = std::move(e);
-        return *this;
-    }
-    template <class F>
-    SessionOptions &apply(bool strings_ok, const char *what, F &&call) {
-        if (error_) return *this;
-        if (!strings_ok) return fail(detail::nul_error(what));
-        tern_error *err = nullptr;
-        tern_code code = call(o_.get(), &err); // a NULL handle: NULL_ARGUMENT from tern
-        if (code != TERN_CODE_OK) error_ = detail::take_error(code, err);
-        return *this;
-    }
-
-    std::unique_ptr<tern_session_options, detail::OptionsDeleter> o_;
-    std::optional<Error> error_;
 };
 
 // ---------------------------------------------------------------------------------
@@ -1838,24 +1852,9 @@ struct WsTrampolines;
  * the first failing setter's error is kept, later setters do nothing, and connect
  * returns it. Reusable: connect copies the options.
  */
-class WsOptions {
+class WsOptions : public detail::OptionsBuilder<WsOptions, tern_ws_options, detail::WsOptionsDeleter> {
 public:
-    WsOptions() {
-        tern_ws_options *o = nullptr;
-        tern_error *err = nullptr;
-        tern_code code = tern_ws_options_new(&o, &err);
-        if (code != TERN_CODE_OK) {
-            error_ = detail::take_error(code, err);
-        } else {
-            o_.reset(o);
-        }
-    }
-
-    /** The first error a setter met, if any. */
-    const std::optional<Error> &error() const noexcept { return error_; }
-    bool ok() const noexcept { return !error_.has_value(); }
-    const tern_ws_options *raw() const noexcept { return o_.get(); }
-    tern_ws_options *raw() noexcept { return o_.get(); }
+    WsOptions() : OptionsBuilder([](tern_ws_options **o, tern_error **e) { return tern_ws_options_new(o, e); }) {}
 
     /** Adds a header to the upgrade request (after earlier values of that name);
      *  tern's own (Host, Upgrade, Sec-WebSocket-*...) are refused (INVALID_HEADER). */
@@ -1954,23 +1953,6 @@ public:
     }
     TERN_HPP_RVALUE_SETTER(WsOptions, compression, (bool on), (on))
 
-private:
-    WsOptions &fail(Error e) {
-        if (!error_) error_ = std::move(e);
-        return *this;
-    }
-    template <class F>
-    WsOptions &apply(bool strings_ok, const char *what, F &&call) {
-        if (error_) return *this;
-        if (!strings_ok) return fail(detail::nul_error(what));
-        tern_error *err = nullptr;
-        tern_code code = call(o_.get(), &err); // a NULL handle: NULL_ARGUMENT from tern
-        if (code != TERN_CODE_OK) error_ = detail::take_error(code, err);
-        return *this;
-    }
-
-    std::unique_ptr<tern_ws_options, detail::WsOptionsDeleter> o_;
-    std::optional<Error> error_;
 };
 
 namespace detail {
