@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -101,4 +102,37 @@ static bool eventually(F cond, std::chrono::milliseconds limit = 20s) {
         std::this_thread::sleep_for(2ms);
     }
     return true;
+}
+
+/* One named test of a program. */
+struct Test {
+    const char *name;
+    void (*fn)();
+};
+
+/* Runs the tests whose names contain one of `argv[1..]` (all without arguments), one
+ * line each, then "<program> (<exceptions?>): N checks; P passed, F failed". Returns
+ * main's exit status. */
+template <std::size_t N>
+static int run_tests(const char *program, const Test (&tests)[N], int argc, char **argv) {
+    int passed = 0, failed = 0;
+    for (const Test &t : tests) {
+        if (argc > 1) {
+            bool wanted = false;
+            for (int i = 1; i < argc; i++) wanted = wanted || std::strstr(t.name, argv[i]) != nullptr;
+            if (!wanted) continue;
+        }
+        int before = g_failed_checks.load();
+        auto t0 = std::chrono::steady_clock::now();
+        t.fn();
+        double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        bool ok = g_failed_checks.load() == before;
+        (ok ? passed : failed)++;
+        std::lock_guard<std::mutex> g(g_print_lock);
+        std::printf("%s  %-24s %6.2fs\n", ok ? "PASS" : "FAIL", t.name, secs);
+        std::fflush(stdout);
+    }
+    std::printf("%s (%s): %d checks; %d passed, %d failed\n", program,
+                TERN_HPP_EXCEPTIONS ? "exceptions" : "no exceptions", g_checks.load(), passed, failed);
+    return failed == 0 ? 0 : 1;
 }

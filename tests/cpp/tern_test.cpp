@@ -1140,11 +1140,6 @@ static void test_log_callback() {
 
 // ---------------------------------------------------------------------------------
 
-struct Test {
-    const char *name;
-    void (*fn)();
-};
-
 int main(int argc, char **argv) {
     if (H.empty() || S.empty() || CA.empty()) {
         std::fprintf(stderr, "tern_test: TERN_TEST_HTTP, TERN_TEST_HTTPS and TERN_TEST_CA must be set\n");
@@ -1170,24 +1165,5 @@ int main(int argc, char **argv) {
         {"all_options", test_all_options},
         {"log_callback", test_log_callback},
     };
-    int passed = 0, failed = 0;
-    for (const Test &t : tests) {
-        if (argc > 1) {
-            bool wanted = false;
-            for (int i = 1; i < argc; i++) wanted = wanted || std::strstr(t.name, argv[i]) != nullptr;
-            if (!wanted) continue;
-        }
-        int before = g_failed_checks.load();
-        auto t0 = std::chrono::steady_clock::now();
-        t.fn();
-        double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        bool ok = g_failed_checks.load() == before;
-        (ok ? passed : failed)++;
-        std::lock_guard<std::mutex> g(g_print_lock);
-        std::printf("%s  %-24s %6.2fs\n", ok ? "PASS" : "FAIL", t.name, secs);
-        std::fflush(stdout);
-    }
-    std::printf("tern_test (%s): %d checks; %d passed, %d failed\n",
-                TERN_HPP_EXCEPTIONS ? "exceptions" : "no exceptions", g_checks.load(), passed, failed);
-    return failed == 0 ? 0 : 1;
+    return run_tests("tern_test", tests, argc, argv);
 }

@@ -492,11 +492,6 @@ static void test_callback_exception() {
 
 // ---------------------------------------------------------------------------------
 
-struct Test {
-    const char *name;
-    void (*fn)();
-};
-
 int main(int argc, char **argv) {
     if (WS.empty()) {
         std::fprintf(stderr, "ws_test: TERN_TEST_WS is not set (the WebSocket test server, e.g. "
@@ -516,24 +511,5 @@ int main(int argc, char **argv) {
         {"callback_exception", test_callback_exception},
 #endif
     };
-    int passed = 0, failed = 0;
-    for (const Test &t : tests) {
-        if (argc > 1) {
-            bool wanted = false;
-            for (int i = 1; i < argc; i++) wanted = wanted || std::strstr(t.name, argv[i]) != nullptr;
-            if (!wanted) continue;
-        }
-        int before = g_failed_checks.load();
-        auto t0 = std::chrono::steady_clock::now();
-        t.fn();
-        double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        bool ok = g_failed_checks.load() == before;
-        (ok ? passed : failed)++;
-        std::lock_guard<std::mutex> g(g_print_lock);
-        std::printf("%s  %-24s %6.2fs\n", ok ? "PASS" : "FAIL", t.name, secs);
-        std::fflush(stdout);
-    }
-    std::printf("ws_test (%s): %d checks; %d passed, %d failed\n",
-                TERN_HPP_EXCEPTIONS ? "exceptions" : "no exceptions", g_checks.load(), passed, failed);
-    return failed == 0 ? 0 : 1;
+    return run_tests("ws_test", tests, argc, argv);
 }
