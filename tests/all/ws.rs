@@ -658,13 +658,25 @@ fn abort_close_before_open_and_free() {
     assert_eq!(ws.close(1000, ""), tern_code::Ok);
     assert_eq!(ws.abort(), tern_code::Ok);
 
-    // Closed before the open: CANCELED.
-    let (ws, r) = s.ws_connect(&ws_url("/silent"), &WsOpts::new());
+    // Closed before the open (the server answers the upgrade a second late): CANCELED.
+    let slow = RawServer::start(|_, mut s| {
+        std::thread::sleep(Duration::from_secs(1));
+        if ws_accept(&mut s).is_some() {
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    });
+    let (ws, r) = s.ws_connect(&format!("ws://127.0.0.1:{}/", slow.port), &WsOpts::new());
     assert_eq!(ws.close(1000, ""), tern_code::Ok);
     let c = r.wait_close(T);
-    assert!(
-        matches!(c.code, tern_code::Canceled | tern_code::Ok),
+    assert_eq!(
+        (c.code, c.close_code, c.clean, c.opened),
+        (tern_code::Canceled, 1006, false, false),
         "{c:?}"
+    );
+    assert!(
+        !r.events().iter().any(|e| matches!(e, WsEvent::Open { .. })),
+        "{:?}",
+        r.brief()
     );
     r.wait_release(T);
 

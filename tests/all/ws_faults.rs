@@ -430,3 +430,279 @@ fn a_panic_in_the_socket_task_is_reported_once() {
         .count();
     assert_eq!(closes, 1);
 }
+
+const TO_RECEIVE: u32 = 2;
+
+/// A server that upgrades, reads (and drops) everything tern sends, and never answers
+/// its close; the close code tern sent comes back through the channel.
+fn never_answers() -> (RawServer, mpsc::Receiver<Option<u16>>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let srv = upgraded(move |s| {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let code = read_client_close(s);
+        let _ = tx.lock().unwrap().send(code);
+        // Keeps the connection open, reading, until tern drops it.
+        while read_client_frame(s).is_some() {}
+    });
+    (srv, rx)
+}
+
+#[test]
+fn an_unanswered_close_reports_why_tern_was_closing() {
+    // The receive time-out closes with 1001; the peer does not answer: TIMEOUT_READ,
+    // not TIMEOUT_CLOSE.
+    let (srv, rx) = never_answers();
+    let rt = Rt::new(2);
+    let s = Sess::new(&rt, &Opts::new());
+    let o = WsOpts::new()
+        .timeout(TO_RECEIVE, 200)
+        .timeout(TO_CLOSE, 300);
+    let (_ws, r) = s.ws_connect(&url(&srv), &o);
+    r.wait_open(T);
+    let c = r.wait_close(T);
+    assert_eq!(c.code, tern_code::TimeoutRead, "{c:?}");
+    assert_eq!(
+        (c.close_code, c.clean, c.opened),
+        (1006, false, true),
+        "{c:?}"
+    );
+    assert_eq!(rx.recv_timeout(T).unwrap(), Some(1001));
+    r.wait_release(T);
+
+    // A graceful session close says 1001; the peer does not answer: SHUTDOWN.
+    let (srv, rx) = never_answers();
+    let s = Sess::new(&rt, &Opts::new());
+    let (_ws, r) = s.ws_connect(&url(&srv), &WsOpts::new().timeout(TO_CLOSE, 300));
+    r.wait_open(T);
+    let start = Instant::now();
+    s.close(0);
+    let c = r.wait_close(T);
+    assert_eq!(c.code, tern_code::Shutdown, "{c:?}");
+    assert_eq!((c.close_code, c.clean), (1006, false), "{c:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(rx.recv_timeout(T).unwrap(), Some(1001));
+    r.wait_release(T);
+}
+
+#[test]
+fn a_peer_that_floods_after_the_close_cannot_hold_it_open() {
+    // After tern's close the peer ignores it and keeps sending pings, so a frame is
+    // always ready to read: the close time-out must still end the socket.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let srv = upgraded(move |s| {
+        let mut batch = Vec::new();
+        for i in 0..4000u32 {
+            let mut p = [0u8; 125];
+            p[..4].copy_from_slice(&i.to_be_bytes());
+            batch.extend(ws_frame(true, false, 9, &p));
+        }
+        let mut r = s.try_clone().unwrap();
+        std::thread::spawn(move || while read_client_frame(&mut r).is_some() {});
+        let start = Instant::now();
+        while !stop2.load(Ordering::Acquire) && start.elapsed() < T {
+            if s.write_all(&batch).is_err() {
+                return;
+            }
+        }
+    });
+    let rt = Rt::new(2);
+    let s = Sess::new(&rt, &Opts::new());
+    // Whether the reads would starve the timer depends on tokio's scheduling (its
+    // co-operative budget sometimes lets the timer in): five tries.
+    for round in 0..5 {
+        let (ws, r) = s.ws_connect(&url(&srv), &WsOpts::new().timeout(TO_CLOSE, 300));
+        r.wait_open(T);
+        std::thread::sleep(Duration::from_millis(100));
+        let start = Instant::now();
+        assert_eq!(ws.close(1000, ""), tern_code::Ok);
+        let c = r.wait_close(Duration::from_secs(5));
+        let took = start.elapsed();
+        assert_eq!(c.code, tern_code::TimeoutClose, "round {round}: {c:?}");
+        assert_eq!((c.close_code, c.clean), (1006, false), "{c:?}");
+        assert!(
+            took < Duration::from_millis(300 + 1500),
+            "round {round}: {took:?}"
+        );
+        r.wait_release(T);
+    }
+    stop.store(true, Ordering::Release);
+}
+
+/// A server that reads tern's text messages until its close frame, sends them back
+/// through the channel, and answers the close.
+fn collects_until_close() -> (RawServer, mpsc::Receiver<Vec<Vec<u8>>>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let srv = upgraded(move |s| {
+        s.set_read_timeout(Some(T)).unwrap();
+        let mut got = Vec::new();
+        while let Some((op, p)) = read_client_frame(s) {
+            if op == 8 {
+                let _ = s.write_all(&ws_frame(true, false, 8, &1000u16.to_be_bytes()));
+                break;
+            }
+            got.push(p);
+        }
+        let _ = tx.lock().unwrap().send(got);
+    });
+    (srv, rx)
+}
+
+#[test]
+fn sends_racing_the_close_are_sent_or_refused() {
+    let rt = Rt::new(2);
+    let s = Sess::new(&rt, &Opts::new());
+    for round in 0..30u64 {
+        let (srv, rx) = collects_until_close();
+        let (ws, r) = s.ws_connect(&url(&srv), &WsOpts::new());
+        r.wait_open(T);
+        let ws = Arc::new(ws);
+        let go = Arc::new(std::sync::Barrier::new(3));
+        let sender = |tag: u8| {
+            let (ws, go) = (ws.clone(), go.clone());
+            std::thread::spawn(move || {
+                go.wait();
+                let mut ok = Vec::new();
+                for i in 0..100_000u32 {
+                    let m = format!("{}-{i}", tag as char);
+                    match ws.send_text(&m) {
+                        tern_code::Ok => ok.push(m.into_bytes()),
+                        tern_code::WouldBlock => std::thread::yield_now(),
+                        tern_code::InvalidState => return ok,
+                        other => panic!("send: {other:?}"),
+                    }
+                }
+                ok
+            })
+        };
+        let (a, b) = (sender(b'a'), sender(b'b'));
+        go.wait();
+        std::thread::sleep(Duration::from_micros(200 + 100 * round));
+        assert_eq!(ws.close(1000, ""), tern_code::Ok);
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        let c = r.wait_close(T);
+        assert_eq!((c.code, c.close_code), (tern_code::Ok, 1000), "{c:?}");
+        let got = rx.recv_timeout(T).unwrap();
+        // Every accepted send arrived before the close frame, each thread's in order.
+        let of = |tag: u8| -> Vec<Vec<u8>> {
+            got.iter()
+                .filter(|m| m.first() == Some(&tag))
+                .cloned()
+                .collect()
+        };
+        for (tag, sent) in [(b'a', &a), (b'b', &b)] {
+            let arrived = of(tag);
+            assert!(
+                arrived == *sent,
+                "round {round}, thread {}: {} accepted, {} arrived (last accepted {:?})",
+                tag as char,
+                sent.len(),
+                arrived.len(),
+                sent.last().map(|m| String::from_utf8_lossy(m).into_owned())
+            );
+        }
+        assert_eq!(got.len(), a.len() + b.len(), "round {round}");
+        assert_eq!(ws.buffered(), 0, "round {round}");
+        r.wait_release(T);
+    }
+}
+
+#[test]
+fn a_text_that_is_not_utf8_takes_no_room_in_the_queue() {
+    // A queue of 1,000 bytes; one thread sends texts of 1,000 invalid bytes, another
+    // one-byte messages: the invalid texts are refused before they count, so the
+    // one-byte sends never see a full queue (a WOULD_BLOCK caused by a refused text
+    // would have no on_writable to follow it).
+    let (srv, rx) = collects_until_close();
+    let rt = Rt::new(2);
+    let s = Sess::new(&rt, &Opts::new());
+    let (ws, r) = s.ws_connect(&url(&srv), &WsOpts::new().send_queue(1000));
+    r.wait_open(T);
+    let ws = Arc::new(ws);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bad = {
+        let (ws, stop) = (ws.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let b = vec![0xffu8; 1000];
+            while !stop.load(Ordering::Acquire) {
+                let code = unsafe {
+                    tern::ffi::ws::tern_ws_send_text(
+                        ws.0,
+                        b.as_ptr().cast(),
+                        b.len(),
+                        std::ptr::null_mut(),
+                    )
+                };
+                assert_eq!(code, tern_code::InvalidArgument);
+            }
+        })
+    };
+    let mut sent = 0;
+    for _ in 0..3_000 {
+        // Only when the queue is empty: a one-byte message then always fits.
+        assert!(wait_for(T, || ws.buffered() == 0));
+        match ws.send_binary(b"x") {
+            tern_code::Ok => sent += 1,
+            other => panic!("after {sent} sends: {other:?}"),
+        }
+    }
+    stop.store(true, Ordering::Release);
+    bad.join().unwrap();
+    assert_eq!(ws.close(1000, ""), tern_code::Ok);
+    let c = r.wait_close(T);
+    assert_eq!(c.code, tern_code::Ok, "{c:?}");
+    assert_eq!(rx.recv_timeout(T).unwrap().len(), sent);
+    assert_eq!(ws.buffered(), 0);
+}
+
+#[test]
+fn a_long_refusal_keeps_the_start_of_its_body() {
+    let body: Vec<u8> = (0..100 * 1024).map(|i| (i % 251) as u8).collect();
+    let b2 = body.clone();
+    let srv = RawServer::start(move |_, mut s| {
+        if read_request(&mut s).is_some() {
+            let _ = write!(
+                s,
+                "HTTP/1.1 403 Forbidden\r\ncontent-length: {}\r\n\r\n",
+                b2.len()
+            );
+            let _ = s.write_all(&b2);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    let (c, _) = open_and_close(&srv, &WsOpts::new());
+    assert_eq!(c.code, tern_code::WsHandshake, "{c:?}");
+    assert_eq!(c.status, 403);
+    assert_eq!(c.body.len(), 64 * 1024);
+    assert!(c.body == body[..64 * 1024], "not the start of the body");
+}
+
+#[test]
+fn the_handshake_time_out_covers_a_refusal_body() {
+    // A refusal whose body stalls after 10 bytes: the open ends at the handshake
+    // deadline (400 ms), not at a fresh time-out for the body (300 + 400 ms), with
+    // the bytes that came.
+    let srv = RawServer::start(|_, mut s| {
+        if read_request(&mut s).is_some() {
+            std::thread::sleep(Duration::from_millis(300));
+            let _ =
+                s.write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 1000\r\n\r\n0123456789");
+            std::thread::sleep(Duration::from_secs(3));
+        }
+    });
+    let start = Instant::now();
+    let (c, _) = open_and_close(&srv, &WsOpts::new().timeout(TO_HANDSHAKE, 400));
+    let took = start.elapsed();
+    assert_eq!((c.code, c.status), (tern_code::WsHandshake, 403), "{c:?}");
+    assert_eq!(c.body, b"0123456789");
+    assert!(
+        took >= Duration::from_millis(350) && took < Duration::from_millis(650),
+        "{took:?}"
+    );
+}

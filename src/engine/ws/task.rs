@@ -739,7 +739,7 @@ fn clean_end(st: &mut St) -> CloseInfo {
                 ..Default::default()
             }
         }
-        None => CloseInfo::failed(Error::new(
+        None => st.fail(Error::new(
             Code::WsClosedAbnormally,
             "the connection ended without a close frame",
         )),
