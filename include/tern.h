@@ -766,12 +766,15 @@ typedef struct {
  *
  * Every function gets the `user_data` given to `tern_session_send` first. Callbacks
  * run on a runtime thread (or, with queued delivery, inside `tern_session_poll` on
- * the polling thread), never inside `tern_session_send`, with no tern lock held, one
- * at a time per request and in order (`on_headers`, `on_data`..., `on_complete`,
- * `release`). They may call `tern_session_send`, `tern_session_cancel`,
- * `tern_session_resume`, `tern_session_write` and `tern_response_free` (the
- * blocking `tern_session_perform` returns TERN_CODE_WOULD_DEADLOCK on a runtime
- * thread). A callback on a runtime thread should not block: it holds up that thread.
+ * the polling thread), never inside `tern_session_send`, one at a time per request
+ * and in order (`on_headers`, `on_data`..., `on_complete`, `release`). The only tern
+ * lock held during a callback is that request's own (direct delivery; it keeps its
+ * callbacks one at a time). A poll made from a callback never runs a later callback
+ * of the same request inside it: those (`on_complete` and `release` included) run
+ * right after the running one returns. They may call `tern_session_send`,
+ * `tern_session_cancel`, `tern_session_resume`, `tern_session_write` and
+ * `tern_response_free` (the blocking `tern_session_perform` returns
+ * TERN_CODE_WOULD_DEADLOCK on a runtime thread). A callback on a runtime thread should not block: it holds up that thread.
  * Callbacks must not unwind into tern (no C++ exception, Go panic or longjmp out of
  * them).
  *
@@ -864,7 +867,8 @@ typedef struct {
    */
   uint32_t opened;
   /**
-   * The peer's close reason: UTF-8, `reason_len` bytes, also NUL-terminated.
+   * The peer's close reason: UTF-8, `reason_len` bytes, followed by a NUL. It may
+   * itself hold NUL bytes: use `reason_len`, not `strlen`.
    */
   const char *reason;
   /**
@@ -885,10 +889,19 @@ typedef struct {
  * Every function gets the `user_data` given to `tern_session_ws_connect` first, and a
  * borrowed `ws`, valid during the call, that may be used to send or close (never
  * freed). Callbacks run on a runtime thread (or, with queued delivery, inside
- * `tern_session_poll` on the polling thread), never inside a tern call, one at a time
- * per socket and in order: `on_open`, `on_message` and `on_writable`..., `on_close`,
- * `release`. They must not unwind into tern, and a callback on a runtime thread
- * should not block: it holds up that thread, and that socket's reading.
+ * `tern_session_poll` on the polling thread), one at a time per socket and in order:
+ * `on_open`, `on_message` and `on_writable`..., `on_close`, `release`. With direct
+ * delivery a callback runs holding that socket's own lock (which keeps its callbacks
+ * one at a time), and no other tern lock. A poll made from a callback never runs
+ * another callback of the same socket inside it: those (its next messages, `on_close`
+ * and `release`) are held and run right after the running one returns.
+ * They never run inside a tern call, with one exception: a socket whose task is
+ * still alive when `tern_runtime_free` stops the runtime (direct delivery) gets its
+ * `on_close` (TERN_CODE_SHUTDOWN) and `release` while the runtime stops, before
+ * `tern_runtime_free` returns: on a runtime thread as it stops, or on the thread
+ * calling `tern_runtime_free` itself.
+ * They must not unwind into tern, and a callback on a runtime thread should not
+ * block: it holds up that thread, and that socket's reading.
  *
  * Since: 0.1
  */
@@ -2057,6 +2070,13 @@ tern_code tern_runtime_new(const tern_runtime_config *config,
  * Thread safety: any thread, once. Called from a callback (a runtime thread), it
  * returns at once and the threads stop on a helper thread; otherwise it waits for
  * them (at most 10 s) after the last completion ran.
+ * Callbacks: the exception to "callbacks never run inside a tern call". With direct
+ * delivery, a request or WebSocket whose task is still alive when the runtime stops
+ * (its abort had not finished yet) gets its `on_complete` or `on_close`
+ * (TERN_CODE_SHUTDOWN), then `release`, while the runtime stops: on a runtime thread
+ * as it stops, or on the thread calling `tern_runtime_free`, inside this call (the
+ * helper thread when called from a callback). With queued delivery they are queued
+ * for `tern_session_poll` instead.
  * Errors: none.
  * Since: 0.1
  */
@@ -2081,10 +2101,14 @@ tern_code tern_session_new(const tern_runtime *rt,
 /**
  * Drops the caller's reference to a session and starts a graceful close: requests in
  * flight still complete (their callbacks still run), then connections close.
- * With queued delivery nobody could poll afterwards, so requests in flight are
- * aborted instead (TERN_CODE_SHUTDOWN) and every remaining callback runs on the
- * calling thread before this returns (called from a callback, that callback's own
- * `release` runs after it returns). `tern_session_free(NULL)` does nothing.
+ * With queued delivery nobody could poll afterwards, so requests in flight and
+ * WebSockets are aborted instead (TERN_CODE_SHUTDOWN) and every remaining callback
+ * runs on the calling thread before this returns, with one exception: called from a
+ * callback, the remaining callbacks of that callback's own request or socket (and of
+ * any other whose callback is running below it on this thread), `on_complete` or
+ * `on_close` and `release` included, run right after that callback returns, on the
+ * same thread (they do not need the session any more). `tern_session_free(NULL)`
+ * does nothing.
  *
  * Ownership: consumes `session`.
  * Thread safety: any thread (callbacks included), once; never blocks, except to run
@@ -2173,7 +2197,10 @@ tern_code tern_session_close(const tern_session *session,
  * Ownership: `ran_out` (may be NULL) receives how many callbacks ran.
  * Thread safety: any thread that is not a tern runtime thread; the callbacks run on
  * the thread that polls, so poll from one thread to keep them there. A callback may
- * poll again (it runs other queued callbacks).
+ * poll again: that runs other queued callbacks, but never one of the request or
+ * WebSocket whose callback is running on this thread (those are held, in order, and
+ * run right after the running callback returns). So `on_complete`, `on_close` and
+ * `release` never run inside a callback of the same request or socket.
  * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_STATE (the session delivers on
  * runtime threads), TERN_CODE_WOULD_DEADLOCK (called on a runtime thread).
  * Since: 0.1
@@ -2456,7 +2483,9 @@ tern_code tern_ws_options_set_compression(tern_ws_options *opts,
  * Opens a WebSocket (`ws://`, `wss://`; `http://` and `https://` mean the same) from a
  * session, with its proxy (a CONNECT tunnel or SOCKS5), TLS settings (ALPN
  * http/1.1 only), DNS, connect time-out, default headers and cookie jar. Returns at
- * once; `callbacks->on_close` runs exactly once, never inside this call.
+ * once; `callbacks->on_close` runs exactly once, never inside this call (when the
+ * runtime shuts down during the call, the connect is refused with
+ * TERN_CODE_SHUTDOWN and no callback runs).
  *
  * Ownership: `url`, `opts` (NULL = defaults) and `callbacks` are copied. On success
  * `*ws_out` (may be NULL) receives the caller's handle, freed with `tern_ws_free`; it
@@ -2557,7 +2586,7 @@ tern_code tern_ws_abort(const tern_ws *ws);
 
 /**
  * The bytes of text and binary messages accepted by sends and not yet written to
- * the connection.
+ * the connection; 0 once the socket is closed.
  *
  * Ownership: borrows `ws`.
  * Thread safety: any thread.

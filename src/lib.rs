@@ -23,8 +23,12 @@
 //! * **Exactly once**: every request that `tern_session_send` accepted gets exactly one
 //!   `on_complete`, whatever happens (success, error, time-out, cancel, session close,
 //!   runtime free), then `release(user_data)` once. A refused request gets neither.
-//! * **Callbacks** run on a runtime thread, never inside `send`, with no tern lock held.
-//!   They must not unwind into tern.
+//! * **Callbacks** run on a runtime thread (or, with queued delivery, inside
+//!   `tern_session_poll` on the polling thread), never inside `send` or `ws_connect`.
+//!   The only tern lock held while one runs is that request's or that socket's own
+//!   (which keeps its callbacks one at a time); no session, pool or runtime lock.
+//!   They must not unwind into tern. The one exception to "never inside a tern call":
+//!   `tern_runtime_free` (see there).
 //! * **WebSockets** (`tern_session_ws_connect`): every accepted connect gets exactly one
 //!   `on_close`, then `release(user_data)`. The caller's `tern_ws` handle is written
 //!   before any callback can run, so it may live in `user_data`; the `ws` a callback is

@@ -2,6 +2,7 @@
 //! queued and run by the caller's own thread inside `poll` (queued delivery), with an
 //! eventfd that is readable while callbacks wait.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::panic::AssertUnwindSafe;
@@ -90,6 +91,97 @@ impl Counters {
 }
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// One request's or one socket's callbacks, as the thread that runs them sees them.
+///
+/// With queued delivery a callback may poll again, and that nested poll could run a
+/// later callback of the very request or socket whose callback is running (its next
+/// message, or its `on_complete`/`on_close` and `release`, which free `user_data` under
+/// the running callback's feet). So every callback runs through [`Owner::run`], which
+/// keeps, per thread, the stack of owners whose callback is running; a callback of an
+/// owner on that stack is held ([`Owner::hold`]) and runs, in order, right after the
+/// running callback of that owner returns (still inside the job that ran it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner(u64);
+
+struct Frame {
+    owner: Owner,
+    held: VecDeque<Job>,
+}
+
+thread_local! {
+    static RUNNING: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
+
+impl Owner {
+    pub fn new() -> Owner {
+        Owner(NEXT_OWNER.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Whether a callback of this owner is running on this thread.
+    pub fn is_running(&self) -> bool {
+        RUNNING.with(|r| r.borrow().iter().any(|f| f.owner == *self))
+    }
+
+    /// Keeps `job` until the running callback of this owner (on this thread) returns;
+    /// runs it now when none is running.
+    pub fn hold(&self, job: Job) {
+        let left = RUNNING.with(|r| {
+            let mut r = r.borrow_mut();
+            match r.iter_mut().rev().find(|f| f.owner == *self) {
+                Some(f) => {
+                    f.held.push_back(job);
+                    None
+                }
+                None => Some(job),
+            }
+        });
+        if let Some(job) = left {
+            self.run(job);
+        }
+    }
+
+    /// Runs `f` as a callback of this owner, then every callback of it held meanwhile,
+    /// in order (those may be held in turn and run after them).
+    pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        RUNNING.with(|r| {
+            r.borrow_mut().push(Frame {
+                owner: *self,
+                held: VecDeque::new(),
+            })
+        });
+        let out = std::panic::catch_unwind(AssertUnwindSafe(f));
+        loop {
+            let next = RUNNING.with(|r| {
+                let mut r = r.borrow_mut();
+                r.iter_mut()
+                    .rev()
+                    .find(|f| f.owner == *self)
+                    .and_then(|f| f.held.pop_front())
+            });
+            let Some(job) = next else { break };
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+        }
+        RUNNING.with(|r| {
+            let mut r = r.borrow_mut();
+            if let Some(i) = r.iter().rposition(|f| f.owner == *self) {
+                r.remove(i);
+            }
+        });
+        match out {
+            Ok(v) => v,
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    }
+}
+
+impl Default for Owner {
+    fn default() -> Owner {
+        Owner::new()
+    }
+}
 
 /// The queue of callbacks waiting for the caller's `poll`.
 pub struct Queue {

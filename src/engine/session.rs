@@ -14,12 +14,12 @@ use crate::code::{Code, Error, Result};
 use crate::engine::body::PushUpload;
 use crate::engine::config::{RequestSpec, SessionConfig, UploadSource};
 use crate::engine::cookies::CookieJar;
-use crate::engine::deliver::{Counters, Delivery, Queue};
+use crate::engine::deliver::{Action, Counters, Delivery, Owner, ProgressSnapshot, Queue};
 use crate::engine::flow::{self, Progress};
 use crate::engine::pool::{Limits, Pool};
 use crate::engine::response::Response;
 use crate::engine::runtime::{on_runtime_thread, Runtime, RuntimeShared};
-use crate::engine::ws::{self, Ctl, WebSocket, WsCallbacks, WsSpec};
+use crate::engine::ws::{self, CloseInfo, Ctl, MsgKind, WebSocket, WsCallbacks, WsSpec};
 use crate::net::dns::Resolver;
 use crate::net::proxy::Rules;
 use crate::net::tls::TlsConfigs;
@@ -118,6 +118,151 @@ pub(crate) fn post_serial(
     }
 }
 
+/// Queued delivery: a request's callbacks run as one [`Owner`], so that a poll made
+/// from one of them never runs another of the same request inside it (those are held
+/// until it returns; see `Owner`).
+struct OwnedCallbacks {
+    cb: Arc<dyn Callbacks>,
+    owner: Owner,
+}
+
+impl OwnedCallbacks {
+    /// A callback that answers nothing: held while one of this request runs here.
+    fn void(&self, f: impl FnOnce(&dyn Callbacks) + Send + 'static) {
+        if self.owner.is_running() {
+            let cb = self.cb.clone();
+            self.owner.hold(Box::new(move || f(&*cb)));
+        } else {
+            self.owner.run(|| f(&*self.cb));
+        }
+    }
+}
+
+impl Callbacks for OwnedCallbacks {
+    fn wants_headers(&self) -> bool {
+        self.cb.wants_headers()
+    }
+    fn wants_data(&self) -> bool {
+        self.cb.wants_data()
+    }
+    fn wants_progress(&self) -> bool {
+        self.cb.wants_progress()
+    }
+    // The request's task waits for the answer of these before it asks anything else,
+    // so none of them can be queued behind another callback of the same request.
+    fn on_headers(&self, head: &Response) -> Action {
+        self.owner.run(|| self.cb.on_headers(head))
+    }
+    fn on_data(&self, chunk: &[u8]) -> Action {
+        self.owner.run(|| self.cb.on_data(chunk))
+    }
+    fn on_progress(&self, p: ProgressSnapshot) {
+        self.void(move |cb| cb.on_progress(p));
+    }
+    fn on_upload_ready(&self) {
+        self.void(|cb| cb.on_upload_ready());
+    }
+    fn complete(&self, resp: Response) {
+        self.void(move |cb| cb.complete(resp));
+    }
+}
+
+thread_local! {
+    /// The socket whose task `ws_connect` is spawning on this thread.
+    static SPAWNING: std::cell::Cell<Option<Owner>> = const { std::cell::Cell::new(None) };
+}
+
+/// A socket's callbacks as `ws_connect` hands them to its task. With queued delivery
+/// they run as one [`Owner`] (a poll made from one of them never runs another of the
+/// same socket inside it: those are held until it returns). And none runs inside
+/// `ws_connect`: a task dropped at once by a runtime shutting down (which delivers
+/// `on_close` on the spawning thread) is swallowed, and the connect is refused.
+struct SocketCallbacks {
+    cb: Arc<dyn WsCallbacks>,
+    owner: Owner,
+    queued: bool,
+    swallowed: std::sync::atomic::AtomicBool,
+}
+
+/// How a socket's callback is to run now.
+enum Run {
+    /// Inside `ws_connect` (its task was dropped at once): not at all.
+    Swallow,
+    /// Direct delivery: right here.
+    Now,
+    /// Queued delivery, no callback of the socket running on this thread.
+    AsOwner,
+    /// Queued delivery, called from a poll made by a callback of the same socket.
+    Hold,
+}
+
+impl SocketCallbacks {
+    fn how(&self) -> Run {
+        if SPAWNING.with(|s| s.get()) == Some(self.owner) {
+            self.swallowed.store(true, Ordering::Release);
+            Run::Swallow
+        } else if !self.queued {
+            Run::Now
+        } else if self.owner.is_running() {
+            Run::Hold
+        } else {
+            Run::AsOwner
+        }
+    }
+
+    fn hold(&self, f: impl FnOnce(&dyn WsCallbacks) + Send + 'static) {
+        let cb = self.cb.clone();
+        self.owner.hold(Box::new(move || f(&*cb)));
+    }
+}
+
+impl WsCallbacks for SocketCallbacks {
+    fn on_open(&self, ws: &WebSocket, head: &Response) {
+        match self.how() {
+            Run::Swallow => {}
+            Run::Now => self.cb.on_open(ws, head),
+            Run::AsOwner => self.owner.run(|| self.cb.on_open(ws, head)),
+            Run::Hold => {
+                let (ws, head) = (ws.clone(), head.head());
+                self.hold(move |cb| cb.on_open(&ws, &head));
+            }
+        }
+    }
+    fn on_message(&self, ws: &WebSocket, kind: MsgKind, data: &[u8]) {
+        match self.how() {
+            Run::Swallow => {}
+            Run::Now => self.cb.on_message(ws, kind, data),
+            Run::AsOwner => self.owner.run(|| self.cb.on_message(ws, kind, data)),
+            Run::Hold => {
+                let (ws, data) = (ws.clone(), data.to_vec());
+                self.hold(move |cb| cb.on_message(&ws, kind, &data));
+            }
+        }
+    }
+    fn on_writable(&self, ws: &WebSocket) {
+        match self.how() {
+            Run::Swallow => {}
+            Run::Now => self.cb.on_writable(ws),
+            Run::AsOwner => self.owner.run(|| self.cb.on_writable(ws)),
+            Run::Hold => {
+                let ws = ws.clone();
+                self.hold(move |cb| cb.on_writable(&ws));
+            }
+        }
+    }
+    fn on_close(&self, ws: &WebSocket, info: CloseInfo) {
+        match self.how() {
+            Run::Swallow => {}
+            Run::Now => self.cb.on_close(ws, info),
+            Run::AsOwner => self.owner.run(|| self.cb.on_close(ws, info)),
+            Run::Hold => {
+                let ws = ws.clone();
+                self.hold(move |cb| cb.on_close(&ws, info));
+            }
+        }
+    }
+}
+
 /// How `close` ends a session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseMode {
@@ -171,6 +316,11 @@ impl Guard {
         *done = true;
         if let Some(d) = self.deliver.take() {
             match &self.delivery {
+                // Dropped at once by a runtime shutting down, inside `send`: the
+                // outcome is the refusal, and no callback runs inside the call.
+                Delivery::Direct if SPAWNING_REQUEST.with(|x| x.get()) == Some(self.done_ptr()) => {
+                    SPAWNING_REQUEST.with(|x| x.set(None));
+                }
                 Delivery::Direct => {
                     drop(done);
                     d.complete(resp);
@@ -187,6 +337,17 @@ impl Guard {
             }
         }
     }
+}
+
+impl Guard {
+    fn done_ptr(&self) -> usize {
+        Arc::as_ptr(&self.done) as usize
+    }
+}
+
+thread_local! {
+    /// The request whose task `send` is spawning on this thread (its `done` flag).
+    static SPAWNING_REQUEST: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
 impl Drop for Guard {
@@ -336,6 +497,13 @@ impl Session {
             return Err(Error::new(Code::Shutdown, "the session is closed"));
         }
         let id = s.next_id.fetch_add(1, Ordering::Relaxed);
+        let cb: Arc<dyn Callbacks> = match delivery {
+            Delivery::Queued(_) => Arc::new(OwnedCallbacks {
+                cb,
+                owner: Owner::new(),
+            }),
+            Delivery::Direct => cb,
+        };
         let (tx, rx) = oneshot::channel();
         let resume = Arc::new(Resume::default());
         let done = Arc::new(Mutex::new(false));
@@ -380,10 +548,22 @@ impl Session {
             done,
         };
         let inner = s.clone();
+        let token = guard.done_ptr();
         // Boxed: tokio moves a task's future into its cell on spawn and overwrites it
         // with the output on completion; both would copy the whole request state.
+        let before = SPAWNING_REQUEST.with(|x| x.replace(Some(token)));
         s.rt.handle
             .spawn(Box::pin(run(inner, id, spec, rx, guard, hooks)));
+        // Cleared by the guard when it swallowed the outcome.
+        let swallowed = SPAWNING_REQUEST.with(|x| x.replace(before)) != Some(token);
+        if swallowed {
+            // The runtime shut down between the check above and the spawn: tokio
+            // dropped the task at once, on this thread.
+            return Err(Error::new(
+                Code::Shutdown,
+                "the runtime shut down during the send",
+            ));
+        }
         Ok(id)
     }
 
@@ -517,7 +697,23 @@ impl Session {
             q.outstanding.fetch_add(1, Ordering::AcqRel);
         }
         before_start(&w);
-        ws::spawn(s.clone(), w.clone(), spec, cb, data_rx, ctl_rx);
+        let cb = Arc::new(SocketCallbacks {
+            cb,
+            owner: Owner::new(),
+            queued: matches!(s.delivery, Delivery::Queued(_)),
+            swallowed: std::sync::atomic::AtomicBool::new(false),
+        });
+        let before = SPAWNING.with(|x| x.replace(Some(cb.owner)));
+        ws::spawn(s.clone(), w.clone(), spec, cb.clone(), data_rx, ctl_rx);
+        SPAWNING.with(|x| x.set(before));
+        if cb.swallowed.load(Ordering::Acquire) {
+            // The runtime shut down between the check above and the spawn: tokio
+            // dropped the task at once, on this thread, and its on_close was swallowed.
+            return Err(Error::new(
+                Code::Shutdown,
+                "the runtime shut down during the connect",
+            ));
+        }
         Ok(w)
     }
 

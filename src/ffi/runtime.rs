@@ -70,6 +70,13 @@ pub unsafe extern "C" fn tern_runtime_new(
 /// Thread safety: any thread, once. Called from a callback (a runtime thread), it
 /// returns at once and the threads stop on a helper thread; otherwise it waits for
 /// them (at most 10 s) after the last completion ran.
+/// Callbacks: the exception to "callbacks never run inside a tern call". With direct
+/// delivery, a request or WebSocket whose task is still alive when the runtime stops
+/// (its abort had not finished yet) gets its `on_complete` or `on_close`
+/// (TERN_CODE_SHUTDOWN), then `release`, while the runtime stops: on a runtime thread
+/// as it stops, or on the thread calling `tern_runtime_free`, inside this call (the
+/// helper thread when called from a callback). With queued delivery they are queued
+/// for `tern_session_poll` instead.
 /// Errors: none.
 /// Since: 0.1
 #[no_mangle]

@@ -49,12 +49,15 @@ pub enum tern_action {
 ///
 /// Every function gets the `user_data` given to `tern_session_send` first. Callbacks
 /// run on a runtime thread (or, with queued delivery, inside `tern_session_poll` on
-/// the polling thread), never inside `tern_session_send`, with no tern lock held, one
-/// at a time per request and in order (`on_headers`, `on_data`..., `on_complete`,
-/// `release`). They may call `tern_session_send`, `tern_session_cancel`,
-/// `tern_session_resume`, `tern_session_write` and `tern_response_free` (the
-/// blocking `tern_session_perform` returns TERN_CODE_WOULD_DEADLOCK on a runtime
-/// thread). A callback on a runtime thread should not block: it holds up that thread.
+/// the polling thread), never inside `tern_session_send`, one at a time per request
+/// and in order (`on_headers`, `on_data`..., `on_complete`, `release`). The only tern
+/// lock held during a callback is that request's own (direct delivery; it keeps its
+/// callbacks one at a time). A poll made from a callback never runs a later callback
+/// of the same request inside it: those (`on_complete` and `release` included) run
+/// right after the running one returns. They may call `tern_session_send`,
+/// `tern_session_cancel`, `tern_session_resume`, `tern_session_write` and
+/// `tern_response_free` (the blocking `tern_session_perform` returns
+/// TERN_CODE_WOULD_DEADLOCK on a runtime thread). A callback on a runtime thread should not block: it holds up that thread.
 /// Callbacks must not unwind into tern (no C++ exception, Go panic or longjmp out of
 /// them).
 ///
@@ -180,12 +183,17 @@ impl Callbacks for CCallbacks {
     }
 }
 
-/// Reads the fields of a callbacks struct that its `struct_size` says are present.
+/// Reads the fields of a callbacks struct that its `struct_size` says are present,
+/// and only those: a caller built against an older header passes a shorter struct.
 ///
 /// # Safety
-/// `cb` points to at least `struct_size` readable bytes.
-unsafe fn read_callbacks(cb: &tern_callbacks, user_data: *mut c_void) -> Result<CCallbacks, Error> {
-    let size = cb.struct_size;
+/// `cb` is not NULL and points to at least `struct_size` readable bytes (and at least
+/// the `struct_size` field).
+unsafe fn read_callbacks(
+    cb: *const tern_callbacks,
+    user_data: *mut c_void,
+) -> Result<CCallbacks, Error> {
+    let size = std::ptr::addr_of!((*cb).struct_size).read();
     let min = offset_of!(tern_callbacks, on_complete) + size_of::<usize>();
     if size < min {
         return Err(Error::new(
@@ -194,7 +202,18 @@ unsafe fn read_callbacks(cb: &tern_callbacks, user_data: *mut c_void) -> Result<
         ));
     }
     let has = |off: usize| off + size_of::<usize>() <= size;
-    let Some(on_complete) = cb.on_complete else {
+    // Each field is read through a raw pointer once its end is known to lie within
+    // `struct_size`: no reference to the whole (possibly longer) struct is made.
+    macro_rules! field {
+        ($f:ident) => {
+            if has(offset_of!(tern_callbacks, $f)) {
+                std::ptr::addr_of!((*cb).$f).read()
+            } else {
+                None
+            }
+        };
+    }
+    let Some(on_complete) = field!(on_complete) else {
         return Err(Error::new(
             tern_code::NullArgument,
             "tern_callbacks.on_complete is required",
@@ -202,21 +221,11 @@ unsafe fn read_callbacks(cb: &tern_callbacks, user_data: *mut c_void) -> Result<
     };
     Ok(CCallbacks {
         on_complete,
-        on_headers: cb
-            .on_headers
-            .filter(|_| has(offset_of!(tern_callbacks, on_headers))),
-        on_data: cb
-            .on_data
-            .filter(|_| has(offset_of!(tern_callbacks, on_data))),
-        on_progress: cb
-            .on_progress
-            .filter(|_| has(offset_of!(tern_callbacks, on_progress))),
-        on_upload_ready: cb
-            .on_upload_ready
-            .filter(|_| has(offset_of!(tern_callbacks, on_upload_ready))),
-        release: cb
-            .release
-            .filter(|_| has(offset_of!(tern_callbacks, release))),
+        on_headers: field!(on_headers),
+        on_data: field!(on_data),
+        on_progress: field!(on_progress),
+        on_upload_ready: field!(on_upload_ready),
+        release: field!(release),
         user_data,
     })
 }
@@ -249,10 +258,14 @@ pub unsafe extern "C" fn tern_session_new(
 
 /// Drops the caller's reference to a session and starts a graceful close: requests in
 /// flight still complete (their callbacks still run), then connections close.
-/// With queued delivery nobody could poll afterwards, so requests in flight are
-/// aborted instead (TERN_CODE_SHUTDOWN) and every remaining callback runs on the
-/// calling thread before this returns (called from a callback, that callback's own
-/// `release` runs after it returns). `tern_session_free(NULL)` does nothing.
+/// With queued delivery nobody could poll afterwards, so requests in flight and
+/// WebSockets are aborted instead (TERN_CODE_SHUTDOWN) and every remaining callback
+/// runs on the calling thread before this returns, with one exception: called from a
+/// callback, the remaining callbacks of that callback's own request or socket (and of
+/// any other whose callback is running below it on this thread), `on_complete` or
+/// `on_close` and `release` included, run right after that callback returns, on the
+/// same thread (they do not need the session any more). `tern_session_free(NULL)`
+/// does nothing.
 ///
 /// Ownership: consumes `session`.
 /// Thread safety: any thread (callbacks included), once; never blocks, except to run
@@ -303,8 +316,10 @@ pub unsafe extern "C" fn tern_session_send(
         let req = from_raw(request);
         let s = try_ffi!(err, ref_arg(session, "session"));
         let Some(req) = req else { return fail(err, null_arg("request")) };
-        let cb = try_ffi!(err, ref_arg(callbacks, "callbacks"));
-        let deliver = try_ffi!(err, read_callbacks(cb, user_data));
+        if callbacks.is_null() {
+            return fail(err, null_arg("callbacks"));
+        }
+        let deliver = try_ffi!(err, read_callbacks(callbacks, user_data));
         let id = try_ffi!(err, s.inner.send(req.spec, std::sync::Arc::new(deliver)));
         if !id_out.is_null() {
             *id_out = id;
@@ -395,7 +410,10 @@ pub unsafe extern "C" fn tern_session_close(
 /// Ownership: `ran_out` (may be NULL) receives how many callbacks ran.
 /// Thread safety: any thread that is not a tern runtime thread; the callbacks run on
 /// the thread that polls, so poll from one thread to keep them there. A callback may
-/// poll again (it runs other queued callbacks).
+/// poll again: that runs other queued callbacks, but never one of the request or
+/// WebSocket whose callback is running on this thread (those are held, in order, and
+/// run right after the running callback returns). So `on_complete`, `on_close` and
+/// `release` never run inside a callback of the same request or socket.
 /// Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_STATE (the session delivers on
 /// runtime threads), TERN_CODE_WOULD_DEADLOCK (called on a runtime thread).
 /// Since: 0.1

@@ -1,7 +1,7 @@
 //! `tern_ws_options` and `tern_ws`: WebSocket clients opened from a session, with the
 //! session's proxy, TLS, DNS, cookies and delivery mode.
 
-use std::ffi::{c_char, c_void, CString};
+use std::ffi::{c_char, c_void};
 use std::mem::{offset_of, size_of};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +15,8 @@ use crate::engine::ws::{
     check_close_code, is_managed, CloseInfo, MsgKind, WebSocket, WsCallbacks, WsSpec, CLOSED,
 };
 use crate::ffi::boundary::{
-    bytes_arg, fail, ffi_boundary, from_raw, mut_arg, out_arg, ref_arg, str_arg, to_raw, try_ffi,
+    bytes_arg, fail, ffi_boundary, from_raw, mut_arg, null_arg, out_arg, ref_arg, str_arg, to_raw,
+    try_ffi,
 };
 use crate::ffi::error::{c_message, tern_error};
 use crate::ffi::options::header_args;
@@ -104,7 +105,8 @@ pub struct tern_ws_close_info {
     pub clean: u32,
     /// 1 when `on_open` ran.
     pub opened: u32,
-    /// The peer's close reason: UTF-8, `reason_len` bytes, also NUL-terminated.
+    /// The peer's close reason: UTF-8, `reason_len` bytes, followed by a NUL. It may
+    /// itself hold NUL bytes: use `reason_len`, not `strlen`.
     pub reason: *const c_char,
     /// The length of `reason` in bytes (0 when the close frame had none).
     pub reason_len: usize,
@@ -119,10 +121,19 @@ pub struct tern_ws_close_info {
 /// Every function gets the `user_data` given to `tern_session_ws_connect` first, and a
 /// borrowed `ws`, valid during the call, that may be used to send or close (never
 /// freed). Callbacks run on a runtime thread (or, with queued delivery, inside
-/// `tern_session_poll` on the polling thread), never inside a tern call, one at a time
-/// per socket and in order: `on_open`, `on_message` and `on_writable`..., `on_close`,
-/// `release`. They must not unwind into tern, and a callback on a runtime thread
-/// should not block: it holds up that thread, and that socket's reading.
+/// `tern_session_poll` on the polling thread), one at a time per socket and in order:
+/// `on_open`, `on_message` and `on_writable`..., `on_close`, `release`. With direct
+/// delivery a callback runs holding that socket's own lock (which keeps its callbacks
+/// one at a time), and no other tern lock. A poll made from a callback never runs
+/// another callback of the same socket inside it: those (its next messages, `on_close`
+/// and `release`) are held and run right after the running one returns.
+/// They never run inside a tern call, with one exception: a socket whose task is
+/// still alive when `tern_runtime_free` stops the runtime (direct delivery) gets its
+/// `on_close` (TERN_CODE_SHUTDOWN) and `release` while the runtime stops, before
+/// `tern_runtime_free` returns: on a runtime thread as it stops, or on the thread
+/// calling `tern_runtime_free` itself.
+/// They must not unwind into tern, and a callback on a runtime thread should not
+/// block: it holds up that thread, and that socket's reading.
 ///
 /// Since: 0.1
 #[repr(C)]
@@ -211,7 +222,11 @@ impl WsCallbacks for WsCCallbacks {
     fn on_close(&self, ws: &WebSocket, info: CloseInfo) {
         let h = tern_ws { inner: ws.clone() };
         let message = c_message(info.error.as_ref().map_or("", |e| e.message.as_str()));
-        let reason = CString::new(info.reason.clone()).unwrap_or_else(|_| c_message(&info.reason));
+        // The raw bytes and a NUL: a reason may itself hold NULs, and `reason_len`
+        // (not the first NUL) is its length.
+        let mut reason = Vec::with_capacity(info.reason.len() + 1);
+        reason.extend_from_slice(info.reason.as_bytes());
+        reason.push(0);
         let code = info.code();
         let response = info.response.map(tern_response::new);
         let c = tern_ws_close_info {
@@ -220,7 +235,7 @@ impl WsCallbacks for WsCCallbacks {
             close_code: info.close_code,
             clean: u32::from(info.clean),
             opened: u32::from(info.opened),
-            reason: reason.as_ptr(),
+            reason: reason.as_ptr().cast(),
             reason_len: info.reason.len(),
             response: response
                 .as_ref()
@@ -237,12 +252,17 @@ impl WsCallbacks for WsCCallbacks {
     }
 }
 
-/// Reads the fields of a callbacks struct that its `struct_size` says are present.
+/// Reads the fields of a callbacks struct that its `struct_size` says are present,
+/// and only those: a caller built against an older header passes a shorter struct.
 ///
 /// # Safety
-/// `cb` points to at least `struct_size` readable bytes.
-unsafe fn read_callbacks(cb: &tern_ws_callbacks, user_data: *mut c_void) -> Result<WsCCallbacks> {
-    let size = cb.struct_size;
+/// `cb` is not NULL and points to at least `struct_size` readable bytes (and at least
+/// the `struct_size` field).
+unsafe fn read_callbacks(
+    cb: *const tern_ws_callbacks,
+    user_data: *mut c_void,
+) -> Result<WsCCallbacks> {
+    let size = std::ptr::addr_of!((*cb).struct_size).read();
     if size < offset_of!(tern_ws_callbacks, on_close) + size_of::<usize>() {
         return Err(Error::new(
             tern_code::InvalidArgument,
@@ -250,7 +270,18 @@ unsafe fn read_callbacks(cb: &tern_ws_callbacks, user_data: *mut c_void) -> Resu
         ));
     }
     let has = |off: usize| off + size_of::<usize>() <= size;
-    let Some(on_close) = cb.on_close else {
+    // Each field is read through a raw pointer once its end is known to lie within
+    // `struct_size`: no reference to the whole (possibly longer) struct is made.
+    macro_rules! field {
+        ($f:ident) => {
+            if has(offset_of!(tern_ws_callbacks, $f)) {
+                std::ptr::addr_of!((*cb).$f).read()
+            } else {
+                None
+            }
+        };
+    }
+    let Some(on_close) = field!(on_close) else {
         return Err(Error::new(
             tern_code::NullArgument,
             "tern_ws_callbacks.on_close is required",
@@ -258,18 +289,10 @@ unsafe fn read_callbacks(cb: &tern_ws_callbacks, user_data: *mut c_void) -> Resu
     };
     Ok(WsCCallbacks {
         on_close,
-        on_open: cb
-            .on_open
-            .filter(|_| has(offset_of!(tern_ws_callbacks, on_open))),
-        on_message: cb
-            .on_message
-            .filter(|_| has(offset_of!(tern_ws_callbacks, on_message))),
-        on_writable: cb
-            .on_writable
-            .filter(|_| has(offset_of!(tern_ws_callbacks, on_writable))),
-        release: cb
-            .release
-            .filter(|_| has(offset_of!(tern_ws_callbacks, release))),
+        on_open: field!(on_open),
+        on_message: field!(on_message),
+        on_writable: field!(on_writable),
+        release: field!(release),
         user_data,
     })
 }
@@ -582,7 +605,9 @@ pub unsafe extern "C" fn tern_ws_options_set_compression(
 /// Opens a WebSocket (`ws://`, `wss://`; `http://` and `https://` mean the same) from a
 /// session, with its proxy (a CONNECT tunnel or SOCKS5), TLS settings (ALPN
 /// http/1.1 only), DNS, connect time-out, default headers and cookie jar. Returns at
-/// once; `callbacks->on_close` runs exactly once, never inside this call.
+/// once; `callbacks->on_close` runs exactly once, never inside this call (when the
+/// runtime shuts down during the call, the connect is refused with
+/// TERN_CODE_SHUTDOWN and no callback runs).
 ///
 /// Ownership: `url`, `opts` (NULL = defaults) and `callbacks` are copied. On success
 /// `*ws_out` (may be NULL) receives the caller's handle, freed with `tern_ws_free`; it
@@ -609,18 +634,32 @@ pub unsafe extern "C" fn tern_session_ws_connect(
     ffi_boundary! {
         let s = try_ffi!(err, ref_arg(session, "session"));
         let u = try_ffi!(err, str_arg(url, "url"));
-        let cb = try_ffi!(err, ref_arg(callbacks, "callbacks"));
-        let cb = try_ffi!(err, read_callbacks(cb, user_data));
+        if callbacks.is_null() {
+            return fail(err, null_arg("callbacks"));
+        }
+        let cb = try_ffi!(err, read_callbacks(callbacks, user_data));
         let mut spec = match opts.as_ref() {
             Some(o) => o.spec.clone(),
             None => try_ffi!(err, WsSpec::new("ws://localhost/")),
         };
         spec.url = try_ffi!(err, crate::engine::ws::parse_ws_url(u));
-        try_ffi!(err, s.inner.ws_connect(spec, Arc::new(cb), |w| {
+        let before = if ws_out.is_null() { std::ptr::null_mut() } else { *ws_out };
+        let written = std::cell::Cell::new(false);
+        let r = s.inner.ws_connect(spec, Arc::new(cb), |w| {
             if !ws_out.is_null() {
                 *ws_out = to_raw(tern_ws { inner: w.clone() });
+                written.set(true);
             }
-        }));
+        });
+        if let Err(e) = r {
+            // Refused after the handle was written (the runtime shut down during the
+            // call): take it back, so that nothing is written on failure.
+            if written.get() {
+                drop(from_raw(*ws_out));
+                *ws_out = before;
+            }
+            return fail(err, e);
+        }
         tern_code::Ok
     }
 }
@@ -755,7 +794,7 @@ pub unsafe extern "C" fn tern_ws_abort(ws: *const tern_ws) -> tern_code {
 }
 
 /// The bytes of text and binary messages accepted by sends and not yet written to
-/// the connection.
+/// the connection; 0 once the socket is closed.
 ///
 /// Ownership: borrows `ws`.
 /// Thread safety: any thread.

@@ -14,6 +14,11 @@
  *  5. Abort close, and runtime free with requests in flight: each completes once with
  *     SHUTDOWN (for runtime free, before tern_runtime_free returns).
  *  6. tern_session_free with requests in flight: they still complete.
+ *  7. Queued delivery, a poll made from on_data (after tern_session_cancel of that
+ *     request, or tern_session_free from on_data): neither that request's on_data nor
+ *     its on_complete nor its release runs inside the running on_data; they run
+ *     after it, once, in order. A 16-byte tern_callbacks (an older caller's) is
+ *     accepted and nothing past it is read.
  *
  * Needs TERN_TEST_HTTP, TERN_TEST_HTTPS and TERN_TEST_CA.
  */
@@ -25,6 +30,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -371,6 +377,135 @@ static void test_session_free_in_flight(tern_runtime *rt) {
     check_once(cs, CLOSING, TERN_CODE_OK, "in flight at session free");
 }
 
+/* 7. Queued delivery: on_data cancels its own request and polls again (or frees the
+ * session, which aborts and polls). The nested poll must not run that request's
+ * on_data, on_complete or release inside the running on_data: they run after it, once,
+ * in order. `token` is freed by release and written by on_data after the nested poll
+ * (valgrind sees a use after free if release ran inside). Then a 16-byte
+ * tern_callbacks (an older caller's: struct_size and on_complete) is accepted and
+ * nothing past it is read. */
+struct nested {
+    tern_session *s;
+    bool free_session;
+    uint64_t id;
+    int *token;
+    int depth, datas, completes, releases, completes_seen_inside;
+    tern_code code;
+    bool data_inside, complete_inside, release_inside, disorder;
+};
+
+static uint32_t nested_data(void *ud, const uint8_t *data, size_t len) {
+    (void)data, (void)len;
+    struct nested *n = (struct nested *)ud;
+    if (n->depth != 0) n->data_inside = true;
+    if (n->completes != 0 || n->releases != 0) n->disorder = true;
+    n->depth++;
+    if (n->datas++ == 0) {
+        if (n->free_session) {
+            tern_session_free(n->s);
+            n->s = NULL;
+        } else {
+            CHECK(tern_session_cancel(n->s, n->id) == TERN_CODE_OK);
+            for (int i = 0; i < 30; i++) CHECK(tern_session_poll(n->s, 10, 0, NULL, NULL) == TERN_CODE_OK);
+        }
+        n->completes_seen_inside = n->completes;
+        *n->token += 1; /* a use after free if release ran inside */
+    }
+    n->depth--;
+    return TERN_ACTION_CONTINUE;
+}
+
+static void nested_complete(void *ud, tern_response *resp) {
+    struct nested *n = (struct nested *)ud;
+    if (n->depth != 0) n->complete_inside = true;
+    if (n->releases != 0) n->disorder = true;
+    n->completes++;
+    n->code = tern_response_code(resp);
+    tern_response_free(resp);
+}
+
+static void nested_release(void *ud) {
+    struct nested *n = (struct nested *)ud;
+    if (n->depth != 0) n->release_inside = true;
+    if (n->completes != 1) n->disorder = true;
+    n->releases++;
+    free(n->token);
+    n->token = NULL;
+}
+
+static tern_session *new_queued_session(const tern_runtime *rt) {
+    tern_session_options *o = NULL;
+    tern_session *s = NULL;
+    tern_error *err = NULL;
+    if (tern_session_options_new(&o, &err) != TERN_CODE_OK ||
+        tern_session_options_set_delivery(o, TERN_DELIVERY_QUEUED, &err) != TERN_CODE_OK ||
+        tern_session_new(rt, o, &s, &err) != TERN_CODE_OK) {
+        fprintf(stderr, "callbacks: queued session: %s\n", tern_error_message(err));
+        exit(1);
+    }
+    tern_session_options_free(o);
+    return s;
+}
+
+static void test_nested_poll(tern_runtime *rt, bool free_session) {
+    const char *what = free_session ? "session free in on_data" : "cancel and poll in on_data";
+    static struct nested n;
+    memset(&n, 0, sizeof n);
+    n.s = new_queued_session(rt);
+    n.free_session = free_session;
+    n.token = (int *)calloc(1, sizeof *n.token);
+    tern_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    cb.struct_size = sizeof cb;
+    cb.on_complete = nested_complete;
+    cb.on_data = nested_data;
+    cb.release = nested_release;
+    char url[256];
+    snprintf(url, sizeof url, "%s/bytes/1m", http);
+    CHECK(tern_session_send(n.s, request(url), &cb, &n, &n.id, NULL) == TERN_CODE_OK);
+    tern_session *s = n.s;
+    for (int i = 0; i < 1200 && n.releases == 0 && n.s != NULL; i++) {
+        CHECK(tern_session_poll(s, 100, 0, NULL, NULL) == TERN_CODE_OK);
+    }
+    bool ok = n.datas >= 1 && n.completes == 1 && n.releases == 1 && n.completes_seen_inside == 0 &&
+              !n.data_inside && !n.complete_inside && !n.release_inside && !n.disorder &&
+              n.code == (free_session ? TERN_CODE_SHUTDOWN : TERN_CODE_CANCELED);
+    checks++;
+    if (!ok) {
+        failures++;
+        fprintf(stderr,
+                "callbacks: %s: datas %d completes %d releases %d completes_seen_inside %d "
+                "data_inside %d complete_inside %d release_inside %d disorder %d code %s\n",
+                what, n.datas, n.completes, n.releases, n.completes_seen_inside,
+                (int)n.data_inside, (int)n.complete_inside, (int)n.release_inside,
+                (int)n.disorder, tern_code_name(n.code));
+    }
+    if (n.s != NULL) tern_session_free(n.s);
+}
+
+static int short_completes;
+static void short_complete(void *ud, tern_response *resp) {
+    (void)ud;
+    short_completes++;
+    tern_response_free(resp);
+}
+
+static void test_short_callbacks(tern_runtime *rt) {
+    tern_session *s = new_queued_session(rt);
+    size_t size = offsetof(tern_callbacks, on_complete) + sizeof(void *);
+    tern_callbacks *cb = (tern_callbacks *)malloc(size);
+    memset(cb, 0, size);
+    cb->struct_size = size;
+    cb->on_complete = short_complete;
+    CHECK(tern_session_send(s, request(hello_http), cb, NULL, NULL, NULL) == TERN_CODE_OK);
+    free(cb); /* copied by the send */
+    for (int i = 0; i < 1200 && short_completes == 0; i++) {
+        CHECK(tern_session_poll(s, 100, 0, NULL, NULL) == TERN_CODE_OK);
+    }
+    CHECK(short_completes == 1);
+    tern_session_free(s);
+}
+
 int main(void) {
     main_thread = pthread_self();
     http = need_env("TERN_TEST_HTTP");
@@ -389,6 +524,9 @@ int main(void) {
     test_abort_close(rt);
     test_runtime_free();
     test_session_free_in_flight(rt);
+    test_nested_poll(rt, false);
+    test_nested_poll(rt, true);
+    test_short_callbacks(rt);
 
     tern_session_free(session);
     tern_runtime_free(rt);

@@ -13,7 +13,8 @@
  *  3. Echo over ws:// and wss:// (the testenv CA): text (non-ASCII, empty, with a NUL)
  *     and binary (empty, 125, 126, 65536 bytes, 1 MiB), in order and unchanged,
  *     sent while CONNECTING and while OPEN; the buffered amount drains to 0.
- *  4. Close: by the server (/close?code=4001&reason=bye), by the caller with 1000 and
+ *  4. Close: by the server (/close?code=4001&reason=bye; a reason holding a NUL keeps
+ *     its bytes and length), by the caller with 1000 and
  *     a reason, with 3000, and without a code (the peer sees 1005); state CLOSING
  *     then CLOSED; sends after close are INVALID_STATE; a second close does nothing.
  *  5. Failures to open: a refused upgrade (/reject: WS_HANDSHAKE, HTTP 403 and its
@@ -24,6 +25,11 @@
  *  7. 20 sockets: open, echo, then close / abort / tern_ws_free / nothing; then
  *     tern_runtime_free with 5 still open: each gets on_close exactly once (SHUTDOWN for
  *     the open ones, before tern_runtime_free returns) and release once, after it.
+ *  8. Queued delivery, a poll made from on_message (after tern_ws_abort, or
+ *     tern_session_free from on_message): neither that socket's next message nor its
+ *     on_close nor its release runs inside that on_message; they run after it, once,
+ *     in order. A tern_ws_callbacks of 16 bytes (an older caller's) is accepted and
+ *     nothing past it is read.
  *
  * Every socket is checked for the callback order: on_open at most once and first,
  * on_message only after on_open, nothing after on_close, release once and last, and
@@ -90,6 +96,8 @@ struct rec {
     uint16_t close_code;
     uint32_t clean, opened;
     char reason[128];
+    size_t reason_len;
+    bool reason_terminated; /* reason[reason_len] was NUL */
     uint32_t state_in_close;
     bool had_response;
     uint16_t response_status;
@@ -178,6 +186,8 @@ static void cb_close(void *ud, const tern_ws *ws, const tern_ws_close_info *info
     size_t n = info->reason_len < sizeof r->reason ? info->reason_len : sizeof r->reason - 1;
     if (n > 0) memcpy(r->reason, info->reason, n);
     r->reason[n] = '\0';
+    r->reason_len = info->reason_len;
+    r->reason_terminated = info->reason != NULL && info->reason[info->reason_len] == '\0';
     r->state_in_close = tern_ws_state(ws);
     r->had_response = info->response != NULL;
     if (info->response != NULL) {
@@ -363,7 +373,8 @@ static bool send_binary_waiting(struct rec *r, const uint8_t *data, size_t len) 
         }
         check_result(__FILE__, __LINE__, "tern_ws_send_binary (queue full)", code, err, true,
                      TERN_CODE_WOULD_BLOCK);
-        CHECK(tern_ws_buffered_amount(r->ws) > 0);
+        /* (The buffered amount is not checked here: the writer may drain the queue to
+         * 0 between the refusal and such a check.) */
         if (!rec_wait(r, &r->writables, writables + 1)) return false;
     }
 }
@@ -691,6 +702,16 @@ static void test_close(const tern_session *s) {
     tern_ws_free(r->ws);
     rec_free(r);
 
+    /* A reason holding a NUL: passed as its bytes, reason_len its true length, then a
+     * NUL. */
+    url_of(url, sizeof url, ws_base, "/close?code=4002&reason=a%00b");
+    r = open_ws(s, url, NULL);
+    CHECK(rec_wait(r, &r->releases, 1));
+    check_close(r, "server close with a NUL in the reason", TERN_CODE_OK, 4002, 1, 1);
+    CHECK(r->reason_len == 3 && memcmp(r->reason, "a\0b", 3) == 0 && r->reason_terminated);
+    tern_ws_free(r->ws);
+    rec_free(r);
+
     /* An unknown route: the server closes with 1008. */
     url_of(url, sizeof url, ws_base, "/no-such-route");
     r = open_ws(s, url, NULL);
@@ -845,6 +866,153 @@ static void test_queued(const tern_runtime *rt) {
     rec_free(r);
 }
 
+/* ------------------------- 8. queued: a poll from on_message, short callbacks --- */
+
+/* One socket whose on_message (the first) aborts it, or frees the whole session, and
+ * polls again: the nested poll must not run that socket's next message, its on_close
+ * or its release inside the running on_message. `token` is freed by release and
+ * written by on_message after its nested poll: valgrind sees a use after free if
+ * release ran inside. */
+struct nested {
+    tern_session *s;
+    bool free_session; /* tern_session_free instead of abort + poll */
+    int *token;
+    int depth, messages, closes, releases;
+    tern_code code;
+    bool message_inside, close_inside, release_inside, disorder;
+    int closes_seen_inside;
+};
+
+static void nested_message(void *ud, const tern_ws *ws, uint32_t kind, const uint8_t *data,
+                           size_t len) {
+    (void)kind, (void)data, (void)len;
+    struct nested *n = (struct nested *)ud;
+    if (n->depth != 0) n->message_inside = true;
+    if (n->closes != 0 || n->releases != 0) n->disorder = true;
+    n->depth++;
+    if (n->messages++ == 0) {
+        if (n->free_session) {
+            /* Aborts, and runs every other callback before it returns. */
+            tern_session_free(n->s);
+            n->s = NULL;
+        } else {
+            EXPECT_CODE(TERN_CODE_OK, tern_ws_abort(ws));
+            /* Long enough for the abort's on_close to be queued and polled. */
+            for (int i = 0; i < 30; i++) {
+                EXPECT1(TERN_CODE_OK, tern_session_poll(n->s, 10, 0, NULL, E));
+            }
+        }
+        n->closes_seen_inside = n->closes;
+        *n->token += 1; /* a use after free if release ran inside */
+    }
+    n->depth--;
+}
+
+static void nested_close(void *ud, const tern_ws *ws, const tern_ws_close_info *info) {
+    (void)ws;
+    struct nested *n = (struct nested *)ud;
+    if (n->depth != 0) n->close_inside = true;
+    if (n->releases != 0) n->disorder = true;
+    n->closes++;
+    n->code = info->code;
+}
+
+static void nested_release(void *ud) {
+    struct nested *n = (struct nested *)ud;
+    if (n->depth != 0) n->release_inside = true;
+    if (n->closes != 1) n->disorder = true;
+    n->releases++;
+    free(n->token);
+    n->token = NULL;
+}
+
+static void test_nested_poll(const tern_runtime *rt, bool free_session) {
+    const char *what = free_session ? "nested: session free in on_message"
+                                    : "nested: abort and poll in on_message";
+    static struct nested n;
+    memset(&n, 0, sizeof n);
+    n.s = new_session(rt, true);
+    n.free_session = free_session;
+    n.token = (int *)calloc(1, sizeof *n.token);
+    tern_ws_callbacks cb = {
+        .struct_size = sizeof(tern_ws_callbacks),
+        .on_close = nested_close,
+        .on_message = nested_message,
+        .release = nested_release,
+    };
+    char url[256];
+    url_of(url, sizeof url, ws_base, "/echo");
+    tern_ws *ws = NULL;
+    EXPECT1(TERN_CODE_OK, tern_session_ws_connect(n.s, url, NULL, &cb, &n, &ws, E));
+    /* Three echoes are queued before the first on_message runs. */
+    CHECK(send_text(ws, "a", 1) && send_text(ws, "b", 1) && send_text(ws, "c", 1));
+    tern_session *s = n.s;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (n.releases == 0) {
+        if (n.messages == 0) sleep_ms(200); /* let the echoes queue up */
+        in_poll = true;
+        /* The session may be freed inside: poll only while it exists. */
+        if (n.s != NULL) {
+            EXPECT1(TERN_CODE_OK, tern_session_poll(s, 100, 0, NULL, E));
+        }
+        in_poll = false;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (t.tv_sec - t0.tv_sec > WAIT_SECONDS) {
+            fprintf(stderr, "ws: %s: timed out\n", what);
+            CHECK(false);
+            break;
+        }
+    }
+    bool ok = n.messages >= 1 && n.closes == 1 && n.releases == 1 && n.closes_seen_inside == 0 &&
+              !n.message_inside && !n.close_inside && !n.release_inside && !n.disorder &&
+              n.code == (free_session ? TERN_CODE_SHUTDOWN : TERN_CODE_CANCELED);
+    if (!ok) {
+        fprintf(stderr,
+                "ws: %s: messages %d closes %d releases %d closes_seen_inside %d "
+                "message_inside %d close_inside %d release_inside %d disorder %d code %s\n",
+                what, n.messages, n.closes, n.releases, n.closes_seen_inside,
+                (int)n.message_inside, (int)n.close_inside, (int)n.release_inside,
+                (int)n.disorder, tern_code_name(n.code));
+    }
+    CHECK(ok);
+    tern_ws_free(ws);
+    if (n.s != NULL) tern_session_free(n.s);
+}
+
+/* A caller built against an older header: a tern_ws_callbacks of 16 bytes (struct_size
+ * and on_close only), allocated at exactly that size. tern must read nothing past it
+ * (valgrind checks) and work with on_close alone. */
+static int short_closes;
+static void short_close(void *ud, const tern_ws *ws, const tern_ws_close_info *info) {
+    (void)ud, (void)ws, (void)info;
+    short_closes++;
+}
+
+static void test_short_callbacks(const tern_runtime *rt) {
+    tern_session *s = new_session(rt, true);
+    size_t size = offsetof(tern_ws_callbacks, on_close) + sizeof(void *);
+    tern_ws_callbacks *cb = (tern_ws_callbacks *)malloc(size);
+    memset(cb, 0, size);
+    cb->struct_size = size;
+    cb->on_close = short_close;
+    char url[256];
+    url_of(url, sizeof url, ws_base, "/echo");
+    tern_ws *ws = NULL;
+    EXPECT1(TERN_CODE_OK, tern_session_ws_connect(s, url, NULL, cb, NULL, &ws, E));
+    free(cb); /* copied by the connect */
+    CHECK(send_text(ws, "x", 1));
+    EXPECT1(TERN_CODE_OK, tern_ws_close(ws, 1000, NULL, E));
+    for (int i = 0; i < WAIT_SECONDS * 10 && short_closes == 0; i++) {
+        in_poll = true;
+        EXPECT1(TERN_CODE_OK, tern_session_poll(s, 100, 0, NULL, E));
+        in_poll = false;
+    }
+    CHECK(short_closes == 1);
+    tern_ws_free(ws);
+    tern_session_free(s);
+}
+
 /* ----------------------------------------- 7. 20 sockets, then runtime free --- */
 
 #define MANY 20
@@ -916,6 +1084,9 @@ int main(void) {
     test_close(s);
     test_open_failures(s);
     test_queued(rt);
+    test_nested_poll(rt, false);
+    test_nested_poll(rt, true);
+    test_short_callbacks(rt);
     tern_session_free(s);
     tern_runtime_free(rt);
 
