@@ -668,7 +668,8 @@ enum tern_ws_timeout
    */
   TERN_WS_TIMEOUT_CONNECT = 0,
   /**
-   * From the upgrade request to the 101 response. Default 30000 ms; 0 = none.
+   * From the end of the connect to the upgraded stream: the upgrade request, the
+   * response, a refusal's body and the upgrade. Default 30000 ms; 0 = none.
    */
   TERN_WS_TIMEOUT_HANDSHAKE = 1,
   /**
@@ -677,8 +678,10 @@ enum tern_ws_timeout
    */
   TERN_WS_TIMEOUT_RECEIVE = 2,
   /**
-   * The closing handshake: from the close frame sent (or received) to the end of the
-   * connection. Default 10000 ms; cannot be 0.
+   * The closing handshake: from tern's close frame written (or the peer's received)
+   * to the end of the connection. Writing the messages queued ahead of tern's close
+   * frame is bounded by this time-out again, counted from the close call. Default
+   * 10000 ms; cannot be 0.
    */
   TERN_WS_TIMEOUT_CLOSE = 3,
 };
@@ -855,7 +858,8 @@ typedef struct {
   const char *message;
   /**
    * The peer's close code (1005 when its close frame had none); the code tern sent
-   * for failures it detected (1002, 1007, 1009); 1006 when no close frame ended it.
+   * for failures it detected (1002, 1007, 1009) when that close frame was written;
+   * 1006 when no close frame ended it.
    */
   uint16_t close_code;
   /**
@@ -876,7 +880,7 @@ typedef struct {
    */
   size_t reason_len;
   /**
-   * The upgrade response (status, headers; for a refusal, the start of its body);
+   * The upgrade response (status, headers; for a refusal, the first 64 KiB of its body);
    * NULL when none arrived (DNS, TCP, TLS or proxy failures).
    */
   const tern_response *response;
@@ -2514,7 +2518,8 @@ tern_code tern_session_ws_connect(const tern_session *session,
  * Ownership: the bytes are copied; `data` may be NULL when `len` is 0.
  * Thread safety: any thread, callbacks included; never blocks. Sends from one thread
  * keep their order. Allowed while connecting (sent once open) and open.
- * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (not UTF-8),
+ * Errors: TERN_CODE_NULL_ARGUMENT, TERN_CODE_INVALID_ARGUMENT (not UTF-8; checked
+ * before the queue's room, so such a text never gets WOULD_BLOCK),
  * TERN_CODE_WOULD_BLOCK (the send queue is full: wait for `on_writable`),
  * TERN_CODE_INVALID_STATE (closing or closed), TERN_CODE_SHUTDOWN, TERN_CODE_FORKED.
  * Since: 0.1
@@ -2557,10 +2562,12 @@ tern_code tern_ws_send_ping(const tern_ws *ws,
  * code, which the peer sees as 1005; else 1000-1003, 1007-1014 or 3000-4999) and
  * `reason` (NULL or UTF-8 of at most 123 bytes; only with a code), sent after the
  * messages queued before it. `on_close` follows once the peer answered and closed
- * the connection (TERN_CODE_OK), or after the close time-out
- * (TERN_CODE_TIMEOUT_CLOSE). Before the open it abandons the open (TERN_CODE_CANCELED).
- * Calling it again does nothing. A send racing it from another thread is sent or
- * refused.
+ * the connection (TERN_CODE_OK), or after the close time-out: TERN_CODE_TIMEOUT_CLOSE,
+ * or the reason tern was closing for (TERN_CODE_TIMEOUT_READ after the receive
+ * time-out, TERN_CODE_SHUTDOWN for a session close). Before the open it abandons the
+ * open (TERN_CODE_CANCELED). Calling it again does nothing. A send racing it from
+ * another thread is either sent, ahead of the close frame, or refused with
+ * TERN_CODE_INVALID_STATE.
  *
  * Ownership: `reason` is copied.
  * Thread safety: any thread, callbacks included.
