@@ -58,6 +58,11 @@ type call struct {
 }
 
 func (c *call) setReadErr(err error) {
+	// A Read that fails after the request completed did not cause its outcome: it is
+	// the body being closed after a cancel (a pipe gives io.ErrClosedPipe).
+	if c.completed.Load() {
+		return
+	}
 	c.readMu.Lock()
 	if c.readErr == nil {
 		c.readErr = err
