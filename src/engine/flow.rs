@@ -84,10 +84,12 @@ fn target_of(
     })
 }
 
-async fn with_timeout<T>(
+/// Runs `fut` within `d` (none: no limit); past it, fails with `code` and "<what> took
+/// longer than N ms".
+pub(crate) async fn with_timeout<T>(
     d: Option<Duration>,
     code: Code,
-    what: &'static str,
+    what: &str,
     fut: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
     match d {

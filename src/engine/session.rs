@@ -805,11 +805,7 @@ async fn run(
             r = AssertUnwindSafe(work).catch_unwind() => match r {
                 Ok(r) => r,
                 Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown".into());
+                    let what = crate::engine::panic_message(&*panic);
                     Err(Error::new(Code::Internal, format!("internal error (panic: {what})")))
                 }
             },

@@ -141,23 +141,6 @@ async fn body_start(
     out
 }
 
-async fn with_timeout<T>(
-    d: Option<Duration>,
-    code: Code,
-    what: &str,
-    fut: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    match d {
-        Some(d) => tokio::time::timeout(d, fut).await.unwrap_or_else(|_| {
-            Err(Error::new(
-                code,
-                format!("{what} took longer than {} ms", d.as_millis()),
-            ))
-        }),
-        None => fut.await,
-    }
-}
-
 fn percent_decode(s: &str) -> String {
     url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
         .next()
@@ -266,7 +249,7 @@ pub async fn open(
         connect_headers: &s.proxies.connect_headers,
     };
     let connect_timeout = spec.connect_timeout.unwrap_or(s.cfg.timeouts.connect);
-    let st = with_timeout(
+    let st = crate::engine::flow::with_timeout(
         connect_timeout,
         Code::TimeoutConnect,
         "connecting",

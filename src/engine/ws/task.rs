@@ -194,11 +194,7 @@ async fn socket_main(
     let mut info = match AssertUnwindSafe(work).catch_unwind().await {
         Ok(info) => info,
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown".into());
+            let what = crate::engine::panic_message(&*panic);
             CloseInfo::failed(Error::new(
                 Code::Internal,
                 format!("internal error (panic: {what})"),
