@@ -1192,3 +1192,33 @@ pub fn read_client_close(s: &mut TcpStream) -> Option<u16> {
         }
     }
 }
+
+/// A loopback listener (127.0.0.1, or ::1 only) whose accept queue is full, so that the
+/// kernel drops further SYNs and a TCP handshake with it never completes; returns its
+/// address and what must stay alive meanwhile (the socket and the connections that fill
+/// its queue).
+pub fn blackhole(
+    domain: socket2::Domain,
+) -> (
+    std::net::SocketAddr,
+    (socket2::Socket, Vec<std::net::TcpStream>),
+) {
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
+    let local = if domain == socket2::Domain::IPV6 {
+        sock.set_only_v6(true).unwrap();
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    sock.bind(&local.parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    sock.listen(0).unwrap();
+    let addr = sock.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        if let Ok(c) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            fillers.push(c);
+        }
+    }
+    (addr, (sock, fillers))
+}

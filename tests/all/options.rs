@@ -581,23 +581,10 @@ fn blackhole_v6() -> (
 ) {
     // Pick a port free on both families.
     loop {
-        let sock =
-            socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).unwrap();
-        sock.set_only_v6(true).unwrap();
-        sock.bind(&"[::1]:0".parse::<std::net::SocketAddr>().unwrap().into())
-            .unwrap();
-        sock.listen(0).unwrap();
-        let addr = sock.local_addr().unwrap().as_socket().unwrap();
-        if std::net::TcpListener::bind(("127.0.0.1", addr.port())).is_err() {
-            continue;
+        let (addr, held) = blackhole(socket2::Domain::IPV6);
+        if std::net::TcpListener::bind(("127.0.0.1", addr.port())).is_ok() {
+            return (addr, held);
         }
-        let mut fillers = Vec::new();
-        for _ in 0..8 {
-            if let Ok(c) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-                fillers.push(c);
-            }
-        }
-        return (addr, (sock, fillers));
     }
 }
 

@@ -897,22 +897,7 @@ fn dns_overrides_nameservers_and_unknown_names() {
 
 #[test]
 fn connect_timeout_on_a_blackhole() {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.bind(
-        &"127.0.0.1:0"
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
-    sock.listen(0).unwrap();
-    let addr = sock.local_addr().unwrap().as_socket().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..8 {
-        if let Ok(c) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            fillers.push(c);
-        }
-    }
+    let (addr, fillers) = blackhole(socket2::Domain::IPV4);
     let rt = Rt::new(1);
     let s = Sess::new(&rt, &Opts::new());
     let start = Instant::now();
