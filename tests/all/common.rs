@@ -420,8 +420,15 @@ pub fn assert_unresolved(r: &Resp) {
 /// A one-worker tokio runtime for an in-process server, with a listener bound to a
 /// free port on 127.0.0.1.
 pub fn server_runtime() -> (tokio::runtime::Runtime, tokio::net::TcpListener, u16) {
+    server_runtime_with(1)
+}
+
+/// As `server_runtime`, with `workers` worker threads.
+pub fn server_runtime_with(
+    workers: usize,
+) -> (tokio::runtime::Runtime, tokio::net::TcpListener, u16) {
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .unwrap();
@@ -1221,4 +1228,18 @@ pub fn blackhole(
         }
     }
     (addr, (sock, fillers))
+}
+
+/// Raises the soft limit of open files to the hard one (thousands of sockets).
+pub fn raise_fd_limit() {
+    unsafe {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
 }

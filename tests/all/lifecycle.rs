@@ -38,19 +38,6 @@ fn hold_server() -> Hold {
     Hold { port, _rt: rt }
 }
 
-fn raise_fd_limit() {
-    unsafe {
-        let mut l = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
-            l.rlim_cur = l.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-        }
-    }
-}
-
 #[test]
 fn cancel_from_another_thread() {
     let hold = hold_server();

@@ -30,30 +30,9 @@ impl Rng {
     }
 }
 
-fn raise_fd_limit() {
-    unsafe {
-        let mut l = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
-            l.rlim_cur = l.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-        }
-    }
-}
-
 /// An in-process echo server (tokio-tungstenite) on two workers.
 fn echo_server() -> (tokio::runtime::Runtime, u16) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let l = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = l.local_addr().unwrap().port();
+    let (rt, l, port) = server_runtime_with(2);
     rt.spawn(async move {
         while let Ok((tcp, _)) = l.accept().await {
             tokio::spawn(async move {
