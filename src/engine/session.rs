@@ -168,8 +168,32 @@ impl Callbacks for OwnedCallbacks {
 }
 
 thread_local! {
-    /// The socket whose task `ws_connect` is spawning on this thread.
-    static SPAWNING: std::cell::Cell<Option<Owner>> = const { std::cell::Cell::new(None) };
+    /// The request or socket whose task `send` or `ws_connect` is spawning on this
+    /// thread (its token), and whether its outcome was swallowed meanwhile.
+    static SPAWNING: std::cell::Cell<Option<(usize, bool)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `spawn` with `token` marked as being spawned on this thread. Returns whether
+/// the outcome of `token` was swallowed meanwhile ([`swallowed_in_spawn`]): a runtime
+/// shutting down drops a task at once, on the spawning thread, and its guard would
+/// otherwise deliver the outcome inside `send` or `ws_connect`.
+fn spawn_marked(token: usize, spawn: impl FnOnce()) -> bool {
+    let before = SPAWNING.with(|x| x.replace(Some((token, false))));
+    spawn();
+    let marked = SPAWNING.with(|x| x.replace(before));
+    matches!(marked, Some((_, true)))
+}
+
+/// Whether an outcome of `token` is being delivered inside its own spawn; if so it is
+/// swallowed (the spawn reports the refusal instead) and this returns true.
+fn swallowed_in_spawn(token: usize) -> bool {
+    SPAWNING.with(|x| match x.get() {
+        Some((t, _)) if t == token => {
+            x.set(Some((t, true)));
+            true
+        }
+        _ => false,
+    })
 }
 
 /// A socket's callbacks as `ws_connect` hands them to its task. With queued delivery
@@ -181,7 +205,6 @@ struct SocketCallbacks {
     cb: Arc<dyn WsCallbacks>,
     owner: Owner,
     queued: bool,
-    swallowed: std::sync::atomic::AtomicBool,
 }
 
 /// How a socket's callback is to run now.
@@ -197,9 +220,13 @@ enum Run {
 }
 
 impl SocketCallbacks {
+    /// The token `ws_connect` spawns the socket's task under.
+    fn token(&self) -> usize {
+        self as *const SocketCallbacks as usize
+    }
+
     fn how(&self) -> Run {
-        if SPAWNING.with(|s| s.get()) == Some(self.owner) {
-            self.swallowed.store(true, Ordering::Release);
+        if swallowed_in_spawn(self.token()) {
             Run::Swallow
         } else if !self.queued {
             Run::Now
@@ -210,56 +237,71 @@ impl SocketCallbacks {
         }
     }
 
-    fn hold(&self, f: impl FnOnce(&dyn WsCallbacks) + Send + 'static) {
-        let cb = self.cb.clone();
-        self.owner.hold(Box::new(move || f(&*cb)));
+    /// Runs one callback as `how` says: `now` with the borrowed arguments, or, when it
+    /// must be held, the owned copy `later` makes of them.
+    fn call(
+        &self,
+        now: impl FnOnce(&dyn WsCallbacks),
+        later: impl FnOnce() -> Box<dyn FnOnce(&dyn WsCallbacks) + Send>,
+    ) {
+        match self.how() {
+            Run::Swallow => {}
+            Run::Now => now(&*self.cb),
+            Run::AsOwner => self.owner.run(|| now(&*self.cb)),
+            Run::Hold => {
+                let (cb, f) = (self.cb.clone(), later());
+                self.owner.hold(Box::new(move || f(&*cb)));
+            }
+        }
     }
 }
 
 impl WsCallbacks for SocketCallbacks {
     fn on_open(&self, ws: &WebSocket, head: &Response) {
-        match self.how() {
-            Run::Swallow => {}
-            Run::Now => self.cb.on_open(ws, head),
-            Run::AsOwner => self.owner.run(|| self.cb.on_open(ws, head)),
-            Run::Hold => {
+        self.call(
+            |cb| cb.on_open(ws, head),
+            || {
                 let (ws, head) = (ws.clone(), head.head());
-                self.hold(move |cb| cb.on_open(&ws, &head));
-            }
-        }
+                Box::new(move |cb| cb.on_open(&ws, &head))
+            },
+        );
     }
     fn on_message(&self, ws: &WebSocket, kind: MsgKind, data: &[u8]) {
-        match self.how() {
-            Run::Swallow => {}
-            Run::Now => self.cb.on_message(ws, kind, data),
-            Run::AsOwner => self.owner.run(|| self.cb.on_message(ws, kind, data)),
-            Run::Hold => {
+        self.call(
+            |cb| cb.on_message(ws, kind, data),
+            || {
                 let (ws, data) = (ws.clone(), data.to_vec());
-                self.hold(move |cb| cb.on_message(&ws, kind, &data));
-            }
-        }
+                Box::new(move |cb| cb.on_message(&ws, kind, &data))
+            },
+        );
     }
     fn on_writable(&self, ws: &WebSocket) {
-        match self.how() {
-            Run::Swallow => {}
-            Run::Now => self.cb.on_writable(ws),
-            Run::AsOwner => self.owner.run(|| self.cb.on_writable(ws)),
-            Run::Hold => {
+        self.call(
+            |cb| cb.on_writable(ws),
+            || {
                 let ws = ws.clone();
-                self.hold(move |cb| cb.on_writable(&ws));
-            }
-        }
+                Box::new(move |cb| cb.on_writable(&ws))
+            },
+        );
     }
     fn on_close(&self, ws: &WebSocket, info: CloseInfo) {
-        match self.how() {
-            Run::Swallow => {}
-            Run::Now => self.cb.on_close(ws, info),
-            Run::AsOwner => self.owner.run(|| self.cb.on_close(ws, info)),
-            Run::Hold => {
-                let ws = ws.clone();
-                self.hold(move |cb| cb.on_close(&ws, info));
-            }
-        }
+        // `info` goes to whichever of the two runs.
+        let info = std::cell::Cell::new(Some(info));
+        self.call(
+            |cb| {
+                if let Some(info) = info.take() {
+                    cb.on_close(ws, info)
+                }
+            },
+            || {
+                let (ws, info) = (ws.clone(), info.take());
+                Box::new(move |cb| {
+                    if let Some(info) = info {
+                        cb.on_close(&ws, info)
+                    }
+                })
+            },
+        );
     }
 }
 
@@ -318,9 +360,7 @@ impl Guard {
             match &self.delivery {
                 // Dropped at once by a runtime shutting down, inside `send`: the
                 // outcome is the refusal, and no callback runs inside the call.
-                Delivery::Direct if SPAWNING_REQUEST.with(|x| x.get()) == Some(self.done_ptr()) => {
-                    SPAWNING_REQUEST.with(|x| x.set(None));
-                }
+                Delivery::Direct if swallowed_in_spawn(self.token()) => {}
                 Delivery::Direct => {
                     drop(done);
                     d.complete(resp);
@@ -340,14 +380,10 @@ impl Guard {
 }
 
 impl Guard {
-    fn done_ptr(&self) -> usize {
+    /// The token `send` spawns the request's task under (its `done` flag's address).
+    fn token(&self) -> usize {
         Arc::as_ptr(&self.done) as usize
     }
-}
-
-thread_local! {
-    /// The request whose task `send` is spawning on this thread (its `done` flag).
-    static SPAWNING_REQUEST: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
 impl Drop for Guard {
@@ -548,15 +584,11 @@ impl Session {
             done,
         };
         let inner = s.clone();
-        let token = guard.done_ptr();
+        let token = guard.token();
         // Boxed: tokio moves a task's future into its cell on spawn and overwrites it
         // with the output on completion; both would copy the whole request state.
-        let before = SPAWNING_REQUEST.with(|x| x.replace(Some(token)));
-        s.rt.handle
-            .spawn(Box::pin(run(inner, id, spec, rx, guard, hooks)));
-        // Cleared by the guard when it swallowed the outcome.
-        let swallowed = SPAWNING_REQUEST.with(|x| x.replace(before)) != Some(token);
-        if swallowed {
+        let task = Box::pin(run(inner, id, spec, rx, guard, hooks));
+        if spawn_marked(token, || drop(s.rt.handle.spawn(task))) {
             // The runtime shut down between the check above and the spawn: tokio
             // dropped the task at once, on this thread.
             return Err(Error::new(
@@ -701,12 +733,10 @@ impl Session {
             cb,
             owner: Owner::new(),
             queued: matches!(s.delivery, Delivery::Queued(_)),
-            swallowed: std::sync::atomic::AtomicBool::new(false),
         });
-        let before = SPAWNING.with(|x| x.replace(Some(cb.owner)));
-        ws::spawn(s.clone(), w.clone(), spec, cb.clone(), data_rx, ctl_rx);
-        SPAWNING.with(|x| x.set(before));
-        if cb.swallowed.load(Ordering::Acquire) {
+        let token = cb.token();
+        let spawn = || ws::spawn(s.clone(), w.clone(), spec, cb, data_rx, ctl_rx);
+        if spawn_marked(token, spawn) {
             // The runtime shut down between the check above and the spawn: tokio
             // dropped the task at once, on this thread, and its on_close was swallowed.
             return Err(Error::new(
