@@ -42,7 +42,9 @@ struct Lease {
     remote: SocketAddr,
 }
 
-fn merged_headers(defaults: &HeaderMap, own: &HeaderMap) -> HeaderMap {
+/// The session's default headers with the request's own: a name the request sets
+/// replaces every default value of it.
+pub(crate) fn merged_headers(defaults: &HeaderMap, own: &HeaderMap) -> HeaderMap {
     let mut h = defaults.clone();
     for name in own.keys() {
         h.remove(name);
@@ -63,7 +65,7 @@ fn same_origin(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
-fn target_of(
+pub(crate) fn target_of(
     s: &SessionInner,
     url: &Url,
     version: VersionPref,
@@ -293,15 +295,7 @@ pub async fn execute(
             HeaderValue::from_static(body::ACCEPT_ENCODING),
         );
     }
-    if !url.username().is_empty() && !headers.contains_key(header::AUTHORIZATION) {
-        let user = percent_decode(url.username());
-        let pass = percent_decode(url.password().unwrap_or(""));
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-        if let Ok(mut v) = HeaderValue::from_str(&format!("Basic {token}")) {
-            v.set_sensitive(true);
-            headers.insert(header::AUTHORIZATION, v);
-        }
-    }
+    url_basic_auth(&url, &mut headers);
     // A Cookie header of the caller's wins over the jar (until a redirect to another
     // origin drops it).
     let mut own_cookie = headers.contains_key(header::COOKIE);
@@ -589,6 +583,32 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Basic credentials from the URL's user info, unless the headers already have an
+/// Authorization (sensitive: never logged).
+pub(crate) fn url_basic_auth(url: &Url, headers: &mut HeaderMap) {
+    if url.username().is_empty() || headers.contains_key(header::AUTHORIZATION) {
+        return;
+    }
+    let user = percent_decode(url.username());
+    let pass = percent_decode(url.password().unwrap_or(""));
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    if let Ok(mut v) = HeaderValue::from_str(&format!("Basic {token}")) {
+        v.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, v);
+    }
+}
+
+/// The Host header of `url`: its host, and its port when the URL names one.
+pub(crate) fn host_header(url: &Url) -> Result<HeaderValue> {
+    let host = url.host_str().unwrap_or_default();
+    let host = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
+    };
+    HeaderValue::from_str(&host)
+        .map_err(|_| Error::new(Code::InvalidUrl, "host cannot be sent in a Host header"))
+}
+
 fn build_request(
     h2: bool,
     target: &Target,
@@ -626,14 +646,7 @@ fn build_request(
         }
     }
     if !h2 && !headers.contains_key(header::HOST) {
-        let host = url.host_str().unwrap_or_default();
-        let host = match url.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_owned(),
-        };
-        let v = HeaderValue::from_str(&host)
-            .map_err(|_| Error::new(Code::InvalidUrl, "host cannot be sent in a Host header"))?;
-        req.headers_mut().insert(header::HOST, v);
+        req.headers_mut().insert(header::HOST, host_header(url)?);
     }
     Ok(req)
 }

@@ -16,12 +16,13 @@ use tokio_tungstenite::WebSocketStream;
 use crate::code::{Code, Error, Result};
 use crate::engine::body;
 use crate::engine::config::VersionPref;
+use crate::engine::flow;
 use crate::engine::redact;
 use crate::engine::response::Response;
 use crate::engine::session::SessionInner;
 use crate::engine::ws::{http_url, WsSpec};
 use crate::log;
-use crate::net::connect::{self, ConnectContext, PlainViaProxy, Target};
+use crate::net::connect::{self, ConnectContext, PlainViaProxy};
 
 /// The frames' stream: hyper's upgraded connection.
 pub type WsStream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -141,13 +142,6 @@ async fn body_start(
     out
 }
 
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
-}
-
 /// The upgrade request's headers: the session's defaults and the caller's (managed
 /// names removed), then tern's.
 fn request_headers(
@@ -156,27 +150,12 @@ fn request_headers(
     key: &str,
     http: &url::Url,
 ) -> Result<HeaderMap> {
-    let mut h = s.cfg.default_headers.clone();
-    for name in spec.headers.keys() {
-        h.remove(name);
-    }
-    for (n, v) in &spec.headers {
-        h.append(n.clone(), v.clone());
-    }
+    let mut h = flow::merged_headers(&s.cfg.default_headers, &spec.headers);
     for n in MANAGED.iter().chain([&header::ACCEPT_ENCODING]) {
         h.remove(n);
     }
     let url = &spec.url;
-    let host = url.host_str().unwrap_or_default();
-    let host = match url.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_owned(),
-    };
-    h.insert(
-        header::HOST,
-        HeaderValue::from_str(&host)
-            .map_err(|_| Error::new(Code::InvalidUrl, "host cannot be sent in a Host header"))?,
-    );
+    h.insert(header::HOST, flow::host_header(url)?);
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(
@@ -195,15 +174,7 @@ fn request_headers(
     if let Some(o) = &spec.origin {
         h.insert(header::ORIGIN, o.clone());
     }
-    if !url.username().is_empty() && !h.contains_key(header::AUTHORIZATION) {
-        let user = percent_decode(url.username());
-        let pass = percent_decode(url.password().unwrap_or(""));
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-        if let Ok(mut v) = HeaderValue::from_str(&format!("Basic {token}")) {
-            v.set_sensitive(true);
-            h.insert(header::AUTHORIZATION, v);
-        }
-    }
+    flow::url_basic_auth(url, &mut h);
     if !h.contains_key(header::COOKIE) {
         if let Some(v) = s.cookies.as_ref().and_then(|j| j.header(http)) {
             h.insert(header::COOKIE, v);
@@ -232,24 +203,17 @@ pub async fn open(
         head.warning.clone_from(&s.tls.danger_note);
     }
     log::debug!("WebSocket opening id={id} url={}", head.effective_url);
-    let target = Target {
-        https: wss,
-        host: url.host_str().unwrap_or_default().to_owned(),
-        port: url.port_or_known_default().unwrap_or(80),
-        // ALPN http/1.1 only: the upgrade does not exist in HTTP/2 here.
-        version: VersionPref::Http1,
-        proxy: s
-            .proxies
-            .choose(&http, spec.proxy.as_ref())
-            .map_err(|e| (e, None))?,
-    };
+    // The http(s) twin of the URL; ALPN http/1.1 only: the upgrade does not exist in
+    // HTTP/2 here.
+    let target = flow::target_of(s, &http, VersionPref::Http1, spec.proxy.as_ref())
+        .map_err(|e| (e, None))?;
     let ctx = ConnectContext {
         tls: &s.tls,
         resolver: &s.resolver,
         connect_headers: &s.proxies.connect_headers,
     };
     let connect_timeout = spec.connect_timeout.unwrap_or(s.cfg.timeouts.connect);
-    let st = crate::engine::flow::with_timeout(
+    let st = flow::with_timeout(
         connect_timeout,
         Code::TimeoutConnect,
         "connecting",
