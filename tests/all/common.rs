@@ -654,13 +654,6 @@ pub fn wss_mtls_url(path: &str) -> String {
     format!("{}{path}", env("TERN_TEST_WSS_MTLS"))
 }
 
-/// Sets one option on a session's options and asserts it was taken.
-pub fn opt(o: &Opts, f: impl FnOnce(*mut tern_session_options, *mut *mut tern_error) -> tern_code) {
-    let mut e = null_mut();
-    let code = f(o.0, &mut e);
-    assert_eq!(code, tern_code::Ok, "{}", take_err(e));
-}
-
 pub struct WsOpts(pub *mut tern_ws_options);
 
 impl WsOpts {
@@ -1242,4 +1235,35 @@ pub fn raise_fd_limit() {
             libc::setrlimit(libc::RLIMIT_NOFILE, &l);
         }
     }
+}
+
+/// `http://user:pass@host:port` from a proxy URL and the test credentials,
+/// percent-encoded as a URL needs them.
+pub fn with_userinfo(url: &str, user: &str, pass: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    format!("{scheme}://{}:{}@{rest}", enc(user), enc(pass))
+}
+
+/// The authenticating squid's URL with the test credentials.
+pub fn squid_auth_url() -> String {
+    with_userinfo(
+        &env("TERN_TEST_SQUID"),
+        &env("TERN_TEST_PROXY_USER"),
+        &env("TERN_TEST_PROXY_PASS"),
+    )
+}
+
+/// The port of a `scheme://host:port` URL or a `host:port` address, as text.
+pub fn port_of(url: &str) -> String {
+    url.rsplit(':').next().unwrap().to_owned()
 }

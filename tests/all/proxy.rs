@@ -27,34 +27,9 @@ fn proxy_opts(url: &str) -> Opts {
     o
 }
 
-/// `http://user:pass@host:port` from a proxy URL and the test credentials,
-/// percent-encoded as a URL needs them.
-fn with_userinfo(url: &str, user: &str, pass: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
-    format!("{scheme}://{}:{}@{rest}", enc(user), enc(pass))
-}
-
-fn squid_auth_url() -> String {
-    with_userinfo(
-        &env("TERN_TEST_SQUID"),
-        &env("TERN_TEST_PROXY_USER"),
-        &env("TERN_TEST_PROXY_PASS"),
-    )
-}
-
 /// The port of the local nginx plain-HTTP server.
 fn http_port() -> String {
-    http("").rsplit(':').next().unwrap().to_owned()
+    port_of(&http(""))
 }
 
 /// A URL on the plain-HTTP nginx that only squid can resolve (its hosts_file).

@@ -10,6 +10,7 @@ use tern::ffi::options::*;
 use tern::ffi::ws::*;
 
 use crate::common::*;
+use crate::options::set;
 
 const T: Duration = Duration::from_secs(10);
 const TEXT: u32 = 1;
@@ -155,7 +156,7 @@ fn wss_with_a_client_certificate() {
         c(&env("TERN_TEST_CLIENT_CERT")),
         c(&env("TERN_TEST_CLIENT_KEY")),
     );
-    opt(&o, |o, e| unsafe {
+    set(&o, |o, e| unsafe {
         tern_session_options_set_client_cert_file(o, cert.as_ptr(), key.as_ptr(), e)
     });
     let s = Sess::new(&rt, &o);
@@ -260,7 +261,7 @@ fn headers_origin_and_user_agent() {
 fn cookies_from_the_session_jar() {
     let rt = Rt::new(2);
     let o = Opts::new();
-    opt(&o, |o, e| unsafe {
+    set(&o, |o, e| unsafe {
         tern_session_options_set_cookie_jar(o, 1, e)
     });
     let s = Sess::new(&rt, &o);
@@ -451,7 +452,7 @@ fn callbacks_may_send_and_close() {
 fn queued_delivery_runs_callbacks_on_the_polling_thread() {
     let rt = Rt::new(2);
     let o = Opts::new();
-    opt(&o, |o, e| unsafe {
+    set(&o, |o, e| unsafe {
         tern_session_options_set_delivery(o, 1, e)
     });
     let s = Sess::new(&rt, &o);
@@ -487,7 +488,7 @@ fn queued_delivery_runs_callbacks_on_the_polling_thread() {
 fn queued_delivery_stops_reading_while_the_caller_does_not_poll() {
     let rt = Rt::new(2);
     let o = Opts::new();
-    opt(&o, |o, e| unsafe {
+    set(&o, |o, e| unsafe {
         tern_session_options_set_delivery(o, 1, e)
     });
     let s = Sess::new(&rt, &o);
@@ -519,21 +520,6 @@ fn queued_delivery_stops_reading_while_the_caller_does_not_poll() {
     }
 }
 
-fn with_userinfo(url: &str, user: &str, pass: &str) -> String {
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
-    let (scheme, rest) = url.split_once("://").unwrap();
-    format!("{scheme}://{}:{}@{rest}", enc(user), enc(pass))
-}
-
 fn echo_through(s: &Sess, url: &str, o: &WsOpts, proxy_port: &str) {
     let (ws, r) = s.ws_connect(url, o);
     match r.wait_open(T) {
@@ -555,17 +541,13 @@ fn through_squid_with_connect() {
     let rt = Rt::new(2);
     let s = Sess::new(&rt, &Opts::with_ca());
     let squid = env("TERN_TEST_SQUID");
-    let port = squid.rsplit(':').next().unwrap().to_owned();
-    let auth = with_userinfo(
-        &squid,
-        &env("TERN_TEST_PROXY_USER"),
-        &env("TERN_TEST_PROXY_PASS"),
-    );
+    let port = port_of(&squid);
+    let auth = squid_auth_url();
     let o = WsOpts::new().proxy(&auth);
     echo_through(&s, &ws_url("/echo"), &o, &port);
     echo_through(&s, &wss_url("/echo"), &o, &port);
     // A name only squid can resolve: the tunnel is made by name.
-    let ws_port = ws_url("").rsplit(':').next().unwrap().to_owned();
+    let ws_port = port_of(&ws_url(""));
     let by_name = format!("ws://{}:{ws_port}/echo", env("TERN_TEST_PROXY_ONLY_HOST"));
     echo_through(&s, &by_name, &o, &port);
 
@@ -581,7 +563,7 @@ fn through_socks5() {
     let rt = Rt::new(2);
     let s = Sess::new(&rt, &Opts::with_ca());
     let socks = env("TERN_TEST_SOCKS");
-    let port = socks.rsplit(':').next().unwrap().to_owned();
+    let port = port_of(&socks);
     let url = with_userinfo(
         &format!("socks5://{socks}"),
         &env("TERN_TEST_SOCKS_USER"),
@@ -591,7 +573,7 @@ fn through_socks5() {
     echo_through(&s, &ws_url("/echo"), &o, &port);
     echo_through(&s, &wss_url("/echo"), &o, &port);
     let open = env("TERN_TEST_SOCKS_NOAUTH");
-    let port = open.rsplit(':').next().unwrap().to_owned();
+    let port = port_of(&open);
     let o = WsOpts::new().proxy(&format!("socks5h://{open}"));
     echo_through(&s, &wss_url("/echo"), &o, &port);
 }
@@ -833,41 +815,37 @@ fn other_proxies_and_the_direct_override() {
     // tinyproxy (CONNECT) for ws.
     let tiny = env("TERN_TEST_TINYPROXY");
     let s = Sess::new(&rt, &Opts::with_ca());
-    let port = tiny.rsplit(':').next().unwrap().to_owned();
+    let port = port_of(&tiny);
     echo_through(&s, &ws_url("/echo"), &WsOpts::new().proxy(&tiny), &port);
     // An https:// proxy (TLS to the proxy, then CONNECT) for wss.
     let hp = env("TERN_TEST_HTTPS_PROXY");
-    let port = hp.rsplit(':').next().unwrap().to_owned();
+    let port = port_of(&hp);
     echo_through(&s, &wss_url("/echo"), &WsOpts::new().proxy(&hp), &port);
 
     // The session's proxy applies to sockets; "" in the socket's options goes direct.
     let o = Opts::with_ca();
     let squid = c(&env("TERN_TEST_SQUID_NOAUTH"));
-    opt(&o, |o, e| unsafe {
+    set(&o, |o, e| unsafe {
         tern_session_options_set_proxy(o, squid.as_ptr(), e)
     });
     let s = Sess::new(&rt, &o);
-    let squid_port = env("TERN_TEST_SQUID_NOAUTH")
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .to_owned();
+    let squid_port = port_of(&env("TERN_TEST_SQUID_NOAUTH"));
     echo_through(&s, &ws_url("/echo"), &WsOpts::new(), &squid_port);
-    let ws_port = ws_url("").rsplit(':').next().unwrap().to_owned();
+    let ws_port = port_of(&ws_url(""));
     echo_through(&s, &ws_url("/echo"), &WsOpts::new().proxy(""), &ws_port);
 }
 
 #[test]
 fn dns_overrides_nameservers_and_unknown_names() {
     let rt = Rt::new(2);
-    let ws_port = ws_url("").rsplit(':').next().unwrap().to_owned();
+    let ws_port = port_of(&ws_url(""));
     let o = Opts::new();
     let rule = c(&format!("ws.test:{ws_port}:127.0.0.1"));
-    opt(&o, |o, e| unsafe {
+    set(&o, |o, e| unsafe {
         tern_session_options_add_resolve(o, rule.as_ptr(), e)
     });
     let ns = c(&env("TERN_TEST_DNS"));
-    opt(&o, |o, e| unsafe {
+    set(&o, |o, e| unsafe {
         tern_session_options_set_nameservers(o, ns.as_ptr(), e)
     });
     let s = Sess::new(&rt, &o);

@@ -12,6 +12,7 @@ use tern::ffi::options::tern_session_options_set_delivery;
 use tern::ffi::session::tern_session_poll;
 
 use crate::common::*;
+use crate::options::set;
 
 const PER_SESSION: usize = 500;
 
@@ -69,7 +70,7 @@ fn round(n: u64, port: u16) {
     };
     let queued = {
         let o = Opts::new();
-        opt(&o, |o, e| unsafe {
+        set(&o, |o, e| unsafe {
             tern_session_options_set_delivery(o, 1, e)
         });
         let g = rt.lock().unwrap();
