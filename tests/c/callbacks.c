@@ -217,12 +217,14 @@ static void check_once(struct ctx *cs, size_t n, tern_code want, const char *wha
     }
 }
 
-static tern_session *new_session(const tern_runtime *rt) {
+/* A session trusting the test CA, delivering as `delivery` (a tern_delivery). */
+static tern_session *new_session(const tern_runtime *rt, uint32_t delivery) {
     tern_session_options *o = NULL;
     tern_session *s = NULL;
     tern_error *err = NULL;
     if (tern_session_options_new(&o, &err) != TERN_CODE_OK ||
         tern_session_options_add_ca_file(o, need_env("TERN_TEST_CA"), &err) != TERN_CODE_OK ||
+        tern_session_options_set_delivery(o, delivery, &err) != TERN_CODE_OK ||
         tern_session_new(rt, o, &s, &err) != TERN_CODE_OK) {
         fprintf(stderr, "callbacks: session: %s\n", tern_error_message(err));
         exit(1);
@@ -319,7 +321,7 @@ static void test_reentrant(void) {
 static void test_graceful_close(tern_runtime *rt) {
     static struct ctx cs[CLOSING];
     static struct ctx refused;
-    tern_session *s = new_session(rt);
+    tern_session *s = new_session(rt, TERN_DELIVERY_RUNTIME_THREAD);
     int base = released_now();
     for (size_t i = 0; i < CLOSING; i++) CHECK(send_ctx(s, i % 2 ? hello_http : hello_https, &cs[i]) == TERN_CODE_OK);
     CHECK(tern_session_close(s, TERN_CLOSE_GRACEFUL, NULL) == TERN_CODE_OK);
@@ -334,7 +336,7 @@ static void test_graceful_close(tern_runtime *rt) {
 
 static void test_abort_close(tern_runtime *rt) {
     static struct ctx cs[HELD];
-    tern_session *s = new_session(rt);
+    tern_session *s = new_session(rt, TERN_DELIVERY_RUNTIME_THREAD);
     int base = released_now();
     for (size_t i = 0; i < HELD; i++) CHECK(send_ctx(s, hold.url, &cs[i]) == TERN_CODE_OK);
     sleep_ms(100);
@@ -352,7 +354,7 @@ static void test_runtime_free(void) {
     static struct ctx cs[HELD];
     static struct ctx refused;
     tern_runtime *rt = new_runtime();
-    tern_session *s = new_session(rt);
+    tern_session *s = new_session(rt, TERN_DELIVERY_RUNTIME_THREAD);
     int base = released_now();
     for (size_t i = 0; i < HELD; i++) CHECK(send_ctx(s, hold.url, &cs[i]) == TERN_CODE_OK);
     sleep_ms(100);
@@ -368,7 +370,7 @@ static void test_runtime_free(void) {
 
 static void test_session_free_in_flight(tern_runtime *rt) {
     static struct ctx cs[CLOSING];
-    tern_session *s = new_session(rt);
+    tern_session *s = new_session(rt, TERN_DELIVERY_RUNTIME_THREAD);
     int base = released_now();
     for (size_t i = 0; i < CLOSING; i++) CHECK(send_ctx(s, i % 2 ? hello_http : hello_https, &cs[i]) == TERN_CODE_OK);
     tern_session_free(s); /* a graceful close: they still complete */
@@ -433,25 +435,11 @@ static void nested_release(void *ud) {
     n->token = NULL;
 }
 
-static tern_session *new_queued_session(const tern_runtime *rt) {
-    tern_session_options *o = NULL;
-    tern_session *s = NULL;
-    tern_error *err = NULL;
-    if (tern_session_options_new(&o, &err) != TERN_CODE_OK ||
-        tern_session_options_set_delivery(o, TERN_DELIVERY_QUEUED, &err) != TERN_CODE_OK ||
-        tern_session_new(rt, o, &s, &err) != TERN_CODE_OK) {
-        fprintf(stderr, "callbacks: queued session: %s\n", tern_error_message(err));
-        exit(1);
-    }
-    tern_session_options_free(o);
-    return s;
-}
-
 static void test_nested_poll(tern_runtime *rt, bool free_session) {
     const char *what = free_session ? "session free in on_data" : "cancel and poll in on_data";
     static struct nested n;
     memset(&n, 0, sizeof n);
-    n.s = new_queued_session(rt);
+    n.s = new_session(rt, TERN_DELIVERY_QUEUED);
     n.free_session = free_session;
     n.token = (int *)calloc(1, sizeof *n.token);
     tern_callbacks cb;
@@ -491,7 +479,7 @@ static void short_complete(void *ud, tern_response *resp) {
 }
 
 static void test_short_callbacks(tern_runtime *rt) {
-    tern_session *s = new_queued_session(rt);
+    tern_session *s = new_session(rt, TERN_DELIVERY_QUEUED);
     size_t size = offsetof(tern_callbacks, on_complete) + sizeof(void *);
     tern_callbacks *cb = (tern_callbacks *)malloc(size);
     memset(cb, 0, size);
@@ -515,7 +503,7 @@ int main(void) {
     hold = hold_start();
 
     tern_runtime *rt = new_runtime();
-    session = new_session(rt);
+    session = new_session(rt, TERN_DELIVERY_RUNTIME_THREAD);
 
     test_concurrent();
     test_cancel();
