@@ -111,9 +111,9 @@ pub fn parse_ws_url(s: &str) -> Result<Url> {
         return Err(Error::new(Code::InvalidUrl, "URL has no host"));
     }
     if url.scheme() != scheme {
-        // http <-> ws share their rules (special schemes), so this cannot fail.
-        let text = format!("{scheme}{}", &url.as_str()[url.scheme().len()..]);
-        url = Url::parse(&text).map_err(|e| Error::new(Code::InvalidUrl, e.to_string()))?;
+        // http <-> ws are both special schemes: the change cannot be refused, and a
+        // port that becomes the default one is dropped, as parsing would.
+        let _ = url.set_scheme(scheme);
     }
     url.set_fragment(None);
     Ok(url)
@@ -126,8 +126,9 @@ pub fn http_url(ws: &Url) -> Url {
     } else {
         "http"
     };
-    Url::parse(&format!("{scheme}{}", &ws.as_str()[ws.scheme().len()..]))
-        .unwrap_or_else(|_| ws.clone())
+    let mut http = ws.clone();
+    let _ = http.set_scheme(scheme); // ws <-> http: special schemes, never refused
+    http
 }
 
 /// How a socket ended, for `on_close`.
@@ -473,6 +474,15 @@ mod tests {
             "wss://a.test:8443/"
         );
         assert_eq!(parse_ws_url("https://a.test/").unwrap().scheme(), "wss");
+        // A port that is the new scheme's default is dropped, as parsing would.
+        assert_eq!(
+            parse_ws_url("https://a.test:443/").unwrap().as_str(),
+            "wss://a.test/"
+        );
+        assert_eq!(
+            http_url(&parse_ws_url("ws://a.test:80/").unwrap()).as_str(),
+            "http://a.test/"
+        );
         assert_eq!(
             parse_ws_url("ftp://a.test/").unwrap_err().code,
             Code::UnsupportedScheme
