@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::code::{Code, Error, Result};
 use crate::engine::body;
@@ -247,7 +248,9 @@ pub async fn open(
     })
     .await
     .map_err(|e| (e, None))?;
-    let driver = tokio::spawn(conn.with_upgrades());
+    // hyper's connection until the upgrade hands the stream over; aborted when the open
+    // fails (dropped here), a no-op once it has finished.
+    let _driver = AbortOnDropHandle::new(tokio::spawn(conn.with_upgrades()));
     let pq = match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_owned(),
@@ -255,7 +258,6 @@ pub async fn open(
     let mut req = http::Request::new(Empty::<Bytes>::new());
     *req.method_mut() = Method::GET;
     *req.uri_mut() = pq.parse().map_err(|e| {
-        driver.abort();
         (
             Error::new(Code::InvalidUrl, format!("URL cannot be sent: {e}")),
             None,
@@ -270,10 +272,7 @@ pub async fn open(
             .map_err(|e| body::hyper_error(&e, "WebSocket handshake"))
     })
     .await
-    .map_err(|e| {
-        driver.abort();
-        (e, None)
-    })?;
+    .map_err(|e| (e, None))?;
     head.timings.ttfb = sent.elapsed();
     if let Some(jar) = &s.cookies {
         jar.store_response(&http, resp.headers());
@@ -292,7 +291,6 @@ pub async fn open(
         head.body_len = b.len();
         head.body = b;
         head.body.push(0);
-        driver.abort();
         head.timings.total = start.elapsed();
         let msg = format!(
             "the server answered {} {} instead of 101 Switching Protocols",
@@ -302,26 +300,22 @@ pub async fn open(
         return Err(handshake_error(msg, head));
     }
     let h = resp.headers();
-    let fail = |msg: String, head: Response| {
-        driver.abort();
-        handshake_error(msg, head)
-    };
     if !has_token(h, header::UPGRADE, "websocket") {
-        return Err(fail(
-            "the 101 response has no `Upgrade: websocket`".into(),
+        return Err(handshake_error(
+            "the 101 response has no `Upgrade: websocket`",
             head,
         ));
     }
     if !has_token(h, header::CONNECTION, "upgrade") {
-        return Err(fail(
-            "the 101 response has no `Connection: upgrade`".into(),
+        return Err(handshake_error(
+            "the 101 response has no `Connection: upgrade`",
             head,
         ));
     }
     let want = accept_key(&key);
     if h.get(header::SEC_WEBSOCKET_ACCEPT).map(|v| v.as_bytes()) != Some(want.as_bytes()) {
-        return Err(fail(
-            "the 101 response's Sec-WebSocket-Accept does not match the key sent".into(),
+        return Err(handshake_error(
+            "the 101 response's Sec-WebSocket-Accept does not match the key sent",
             head,
         ));
     }
@@ -330,7 +324,7 @@ pub async fn open(
         .filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace))
     {
         let ext = String::from_utf8_lossy(ext.as_bytes()).into_owned();
-        return Err(fail(
+        return Err(handshake_error(
             format!("the server chose the extension {ext:?}, which tern did not offer"),
             head,
         ));
@@ -340,7 +334,7 @@ pub async fn open(
         Some(v) => {
             let p = String::from_utf8_lossy(v.as_bytes()).trim().to_owned();
             if !spec.subprotocols.contains(&p) {
-                return Err(fail(
+                return Err(handshake_error(
                     format!("the server chose the subprotocol {p:?}, which was not offered"),
                     head,
                 ));
@@ -354,10 +348,7 @@ pub async fn open(
             .map_err(|e| Error::new(Code::WsHandshake, format!("the upgrade failed: {e}")))
     })
     .await
-    .map_err(|e| {
-        driver.abort();
-        (e, None)
-    })?;
+    .map_err(|e| (e, None))?;
     let cfg = WebSocketConfig::default()
         .read_buffer_size(16 * 1024)
         .write_buffer_size(16 * 1024)
