@@ -124,7 +124,7 @@ async def handler(ws):
         elif path == "/silent":
             await ws.wait_closed()
             return
-        elif path not in ("/echo", "/cookie", "/auth", "/peer"):
+        elif path not in ("/echo", "/cookie", "/auth"):
             await ws.close(1008, "unknown path")
             return
         await echo(ws)
@@ -153,18 +153,21 @@ async def main():
     )
     servers = [await serve(handler, a.host, a.port, **common)]
     urls = [f"ws://{a.host}:{a.port}"]
-    if a.tls_port:
+    def tls_context(client_ca=None):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(a.cert, a.key)
         ctx.set_alpn_protocols(["http/1.1"])
+        if client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(client_ca)
+        return ctx
+
+    if a.tls_port:
+        ctx = tls_context()
         servers.append(await serve(handler, a.host, a.tls_port, ssl=ctx, **common))
         urls.append(f"wss://{a.host}:{a.tls_port}")
     if a.mtls_port:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(a.cert, a.key)
-        ctx.set_alpn_protocols(["http/1.1"])
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(a.client_ca)
+        ctx = tls_context(a.client_ca)
         servers.append(await serve(handler, a.host, a.mtls_port, ssl=ctx, **common))
         urls.append(f"wss://{a.host}:{a.mtls_port} (client certificate required)")
     print("ws_echo_server: " + " ".join(urls), flush=True)
