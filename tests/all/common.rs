@@ -1267,3 +1267,35 @@ pub fn squid_auth_url() -> String {
 pub fn port_of(url: &str) -> String {
     url.rsplit(':').next().unwrap().to_owned()
 }
+
+/// Options for a session with queued delivery (callbacks run in `tern_session_poll`),
+/// trusting the test CA.
+pub fn queued_opts() -> Opts {
+    let o = Opts::with_ca();
+    crate::options::set(&o, |o, e| unsafe {
+        tern::ffi::options::tern_session_options_set_delivery(o, 1, e)
+    });
+    o
+}
+
+/// One `tern_session_poll` (asserted OK); returns how many callbacks ran.
+pub fn poll_session(s: &Sess, timeout_ms: u32, max: u32) -> u32 {
+    let mut ran = 0;
+    let mut e = null_mut();
+    let code =
+        unsafe { tern::ffi::session::tern_session_poll(s.0, timeout_ms, max, &mut ran, &mut e) };
+    assert_eq!(code, tern_code::Ok, "{}", take_err(e));
+    ran
+}
+
+/// Polls `s` (10 ms at a time) until `cond` holds or `limit` passes; whether it held.
+pub fn poll_until(s: &Sess, limit: Duration, cond: impl Fn() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while !cond() {
+        if Instant::now() >= end {
+            return false;
+        }
+        poll_session(s, 10, 0);
+    }
+    true
+}

@@ -12,13 +12,11 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tern::code::tern_code;
-use tern::ffi::options::*;
 use tern::ffi::request::*;
 use tern::ffi::response::*;
 use tern::ffi::session::*;
 
 use crate::common::*;
-use crate::options::set;
 
 const CONTINUE: u32 = 0;
 const CANCEL: u32 = 1;
@@ -153,14 +151,6 @@ fn send_seen(s: &Sess, req: Req, cb: &tern_callbacks, seen: &Arc<Seen>) -> u64 {
     id
 }
 
-fn queued_opts() -> Opts {
-    let o = Opts::with_ca();
-    set(&o, |o, e| unsafe {
-        tern_session_options_set_delivery(o, 1, e)
-    });
-    o
-}
-
 fn session_fd(s: &Sess) -> i32 {
     let mut fd = -1;
     let mut e = null_mut();
@@ -176,14 +166,6 @@ fn readable(fd: i32, timeout_ms: i32) -> bool {
         revents: 0,
     };
     unsafe { libc::poll(&mut p, 1, timeout_ms) == 1 && p.revents & libc::POLLIN != 0 }
-}
-
-fn poll_session(s: &Sess, timeout_ms: u32, max: u32) -> u32 {
-    let mut ran = 0;
-    let mut e = null_mut();
-    let code = unsafe { tern_session_poll(s.0, timeout_ms, max, &mut ran, &mut e) };
-    assert_eq!(code, tern_code::Ok, "{}", take_err(e));
-    ran
 }
 
 #[test]

@@ -451,32 +451,26 @@ fn callbacks_may_send_and_close() {
 #[test]
 fn queued_delivery_runs_callbacks_on_the_polling_thread() {
     let rt = Rt::new(2);
-    let o = Opts::new();
-    set(&o, |o, e| unsafe {
-        tern_session_options_set_delivery(o, 1, e)
-    });
-    let s = Sess::new(&rt, &o);
+    let s = Sess::new(&rt, &queued_opts());
     let (ws, r) = s.ws_connect(&ws_url("/echo"), &WsOpts::new());
     let me = std::thread::current().id();
-    let poll = |until: &dyn Fn() -> bool| {
-        let end = Instant::now() + T;
-        while !until() && Instant::now() < end {
-            let mut ran = 0;
-            unsafe { tern::ffi::session::tern_session_poll(s.0, 50, 0, &mut ran, null_mut()) };
-        }
-    };
     // Nothing runs without a poll.
     std::thread::sleep(Duration::from_millis(300));
     assert!(r.events().is_empty(), "{:?}", r.brief());
     assert_eq!(ws.send_text("q1"), tern_code::Ok);
     assert_eq!(ws.send_binary(b"q2"), tern_code::Ok);
-    poll(&|| r.messages().len() >= 2);
+    assert!(
+        poll_until(&s, T, || r.messages().len() >= 2),
+        "{:?}",
+        r.brief()
+    );
     assert_eq!(
         r.messages(),
         vec![(TEXT, b"q1".to_vec()), (BINARY, b"q2".to_vec())]
     );
     assert_eq!(ws.close(1000, ""), tern_code::Ok);
-    poll(&|| r.events().iter().any(|e| matches!(e, WsEvent::Release)));
+    let released = || r.events().iter().any(|e| matches!(e, WsEvent::Release));
+    assert!(poll_until(&s, T, released), "{:?}", r.brief());
     r.wait_release(Duration::ZERO);
     assert!(r.threads.lock().unwrap().iter().all(|t| *t == me));
     let ev = r.events();
@@ -487,17 +481,10 @@ fn queued_delivery_runs_callbacks_on_the_polling_thread() {
 #[test]
 fn queued_delivery_stops_reading_while_the_caller_does_not_poll() {
     let rt = Rt::new(2);
-    let o = Opts::new();
-    set(&o, |o, e| unsafe {
-        tern_session_options_set_delivery(o, 1, e)
-    });
-    let s = Sess::new(&rt, &o);
+    let s = Sess::new(&rt, &queued_opts());
     let (ws, r) = s.ws_connect(&ws_url("/echo"), &WsOpts::new().send_queue(32 << 20));
-    let poll_once =
-        || unsafe { tern::ffi::session::tern_session_poll(s.0, 10, 0, null_mut(), null_mut()) };
-    while !r.events().iter().any(|e| matches!(e, WsEvent::Open { .. })) {
-        poll_once();
-    }
+    let opened = || r.events().iter().any(|e| matches!(e, WsEvent::Open { .. }));
+    assert!(poll_until(&s, T, opened), "{:?}", r.brief());
     // 64 messages of 256 KiB echoed while nobody polls: reading stops at about 1 MiB
     // queued, so the echoes wait in the kernel's buffers and the server's, not in
     // tern's queue.
@@ -506,18 +493,13 @@ fn queued_delivery_stops_reading_while_the_caller_does_not_poll() {
         assert_eq!(ws.send_binary(&big), tern_code::Ok);
     }
     std::thread::sleep(Duration::from_millis(1500));
-    let mut ran = 0u32;
-    unsafe { tern::ffi::session::tern_session_poll(s.0, 0, 0, &mut ran, null_mut()) };
+    let ran = poll_session(&s, 0, 0);
     assert!(ran <= 8, "{ran} messages were queued while nobody polled");
-    let end = Instant::now() + Duration::from_secs(30);
-    while r.messages().len() < 64 && Instant::now() < end {
-        poll_once();
-    }
+    poll_until(&s, Duration::from_secs(30), || r.messages().len() >= 64);
     assert_eq!(r.messages().len(), 64);
     assert_eq!(ws.close(1000, ""), tern_code::Ok);
-    while !r.events().iter().any(|e| matches!(e, WsEvent::Release)) {
-        poll_once();
-    }
+    let released = || r.events().iter().any(|e| matches!(e, WsEvent::Release));
+    assert!(poll_until(&s, T, released), "{:?}", r.brief());
 }
 
 fn echo_through(s: &Sess, url: &str, o: &WsOpts, proxy_port: &str) {

@@ -8,11 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tern::code::tern_code;
-use tern::ffi::options::tern_session_options_set_delivery;
 use tern::ffi::session::tern_session_poll;
 
 use crate::common::*;
-use crate::options::set;
 
 const PER_SESSION: usize = 500;
 
@@ -69,12 +67,8 @@ fn round(n: u64, port: u16) {
         Sess::new(g.as_ref().unwrap(), &Opts::new())
     };
     let queued = {
-        let o = Opts::new();
-        set(&o, |o, e| unsafe {
-            tern_session_options_set_delivery(o, 1, e)
-        });
         let g = rt.lock().unwrap();
-        Arc::new(Sess::new(g.as_ref().unwrap(), &o))
+        Arc::new(Sess::new(g.as_ref().unwrap(), &queued_opts()))
     };
     let stop = Arc::new(AtomicBool::new(false));
     let poller = {
