@@ -290,35 +290,25 @@ impl WebSocket {
         };
         let _gate = self.gate();
         self.check_sendable()?;
-        let mut cur = s.buffered.load(Ordering::Acquire);
-        loop {
-            if cur > 0 && cur.saturating_add(len) > s.limit {
-                // Ask for on_writable, then look once more: the writer may have drained
-                // the queue between the two loads, and would not have seen the request.
-                s.want_writable.store(true, Ordering::SeqCst);
-                let again = s.buffered.load(Ordering::SeqCst);
-                if again > 0 && again.saturating_add(len) > s.limit {
-                    return Err(Error::new(
-                        Code::WouldBlock,
-                        format!(
-                            "the WebSocket send queue is full ({again} of {} bytes); on_writable tells when there is room",
-                            s.limit
-                        ),
-                    ));
-                }
-                cur = again;
-                continue;
-            }
-            match s.buffered.compare_exchange_weak(
-                cur,
-                cur + len,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(v) => cur = v,
+        // Under the gate no other send adds to the count; the writer only takes from
+        // it, which can only make room: a plain add after the check is enough.
+        let cur = s.buffered.load(Ordering::Acquire);
+        if cur > 0 && cur.saturating_add(len) > s.limit {
+            // Ask for on_writable, then look once more: the writer may have drained
+            // the queue between the two loads, and would not have seen the request.
+            s.want_writable.store(true, Ordering::SeqCst);
+            let again = s.buffered.load(Ordering::SeqCst);
+            if again > 0 && again.saturating_add(len) > s.limit {
+                return Err(Error::new(
+                    Code::WouldBlock,
+                    format!(
+                        "the WebSocket send queue is full ({again} of {} bytes); on_writable tells when there is room",
+                        s.limit
+                    ),
+                ));
             }
         }
+        s.buffered.fetch_add(len, Ordering::AcqRel);
         if s.data_tx.send(Out::Msg(msg, len)).is_err() {
             // The task has ended: nothing will be written again.
             s.buffered.fetch_sub(len, Ordering::AcqRel);
